@@ -1,0 +1,32 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+)
+
+func planCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "plan",
+		Usage: "show what the script declares (--offline) or what applying it would change",
+		Description: "With --offline, plan evaluates the script and renders the plan without contacting\n" +
+			"any system: text for people, --json for tools and golden files.",
+		ArgsUsage: "SCRIPT",
+		Flags: append(append(evalFlags(), applyFlags()...),
+			&cli.BoolFlag{Name: "offline", Usage: "render the evaluated plan only; contact no system"},
+			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 without changes, 2 with changes, 1 on error"},
+		),
+		Action: func(c *cli.Context) error {
+			plan, err := evaluate(c)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("offline") {
+				return requireDrivers(c, plan)
+			}
+			if c.Bool("json") {
+				return plan.RenderJSON(c.App.Writer)
+			}
+			return plan.RenderText(c.App.Writer)
+		},
+	}
+}

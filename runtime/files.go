@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"go.starlark.net/starlark"
+)
+
+// callerFile is the canonical name of the file whose code called the
+// running builtin; relative paths are resolved against it.
+func callerFile(thread *starlark.Thread) string {
+	if f := CallerPos(thread).Filename(); f != "" && f != "<builtin>" {
+		return f
+	}
+	return thread.Name
+}
+
+// ReadProjectFile reads path as written in the calling script (//path,
+// //stdlib/..., or relative to the script) and returns its canonical name
+// and contents. Modules use it for arguments that name local files.
+func ReadProjectFile(thread *starlark.Thread, p string) (name string, data []byte, err error) {
+	name, err = resolvePath(callerFile(thread), p)
+	if err != nil {
+		return "", nil, err
+	}
+	data, err = evaluationOf(thread).readFile(name)
+	return name, data, err
+}
+
+// ProjectPath resolves a path that a driver will use later (an image to
+// upload) without reading it: relative paths are relative to the calling
+// script, and the result is relative to the project root. Absolute paths
+// are kept: they name files on the machine that applies the plan.
+func ProjectPath(thread *starlark.Thread, p string) (string, error) {
+	if strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") {
+		return p, nil
+	}
+	name, err := resolvePath(callerFile(thread), p)
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(name, "//") {
+		return "", fmt.Errorf("%q is in an embedded library, not a file on disk", p)
+	}
+	return name, nil
+}
+
+// readFileBuiltin implements read_file(path).
+func readFileBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var p string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &p); err != nil {
+		return nil, err
+	}
+	_, data, err := ReadProjectFile(thread, p)
+	if err != nil {
+		return nil, fmt.Errorf("read_file: %w", err)
+	}
+	return starlark.String(data), nil
+}
+
+// templateBuiltin implements template(text_or_path, **values): a Go
+// text/template, read from a file when the first argument is a single line
+// without "{{". Values that are secrets make the result a secret whose
+// display form shows "(secret)" in their place.
+func templateBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var src string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, nil, 1, &src); err != nil {
+		return nil, err
+	}
+	name := "template"
+	if !strings.Contains(src, "\n") && !strings.Contains(src, "{{") {
+		n, data, err := ReadProjectFile(thread, src)
+		if err != nil {
+			return nil, fmt.Errorf("template: %w", err)
+		}
+		name, src = n, string(data)
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	shown, hasSecret, err := templateValues(kwargs, false)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, shown); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	if !hasSecret {
+		return starlark.String(out.String()), nil
+	}
+	revealed, _, _ := templateValues(kwargs, true)
+	var real bytes.Buffer
+	if err := tmpl.Execute(&real, revealed); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	return Secret{shown: out.String(), value: real.String()}, nil
+}
+
+// templateValues converts keyword arguments to Go values for text/template.
+func templateValues(kwargs []starlark.Tuple, reveal bool) (map[string]any, bool, error) {
+	values := make(map[string]any, len(kwargs))
+	hasSecret := false
+	var conv func(v starlark.Value) (any, error)
+	conv = func(v starlark.Value) (any, error) {
+		switch v := v.(type) {
+		case Secret:
+			hasSecret = true
+			if reveal {
+				return v.value, nil
+			}
+			return v.shown, nil
+		case starlark.NoneType:
+			return nil, nil
+		case starlark.String:
+			return string(v), nil
+		case starlark.Bool:
+			return bool(v), nil
+		case starlark.Int:
+			n, _ := v.Int64()
+			return n, nil
+		case starlark.Indexable:
+			out := make([]any, v.Len())
+			for i := range out {
+				e, err := conv(v.Index(i))
+				if err != nil {
+					return nil, err
+				}
+				out[i] = e
+			}
+			return out, nil
+		case *starlark.Dict:
+			out := map[string]any{}
+			for _, item := range v.Items() {
+				k, ok := starlark.AsString(item[0])
+				if !ok {
+					return nil, fmt.Errorf("template: dict key %s is not a string", item[0])
+				}
+				e, err := conv(item[1])
+				if err != nil {
+					return nil, err
+				}
+				out[k] = e
+			}
+			return out, nil
+		}
+		return v.String(), nil
+	}
+	for _, kv := range kwargs {
+		v, err := conv(kv[1])
+		if err != nil {
+			return nil, false, err
+		}
+		values[string(kv[0].(starlark.String))] = v
+	}
+	return values, hasSecret, nil
+}
+
