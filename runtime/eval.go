@@ -17,16 +17,16 @@ import (
 
 // Options configure an evaluation.
 type Options struct {
-	Script  string             // path of the entry script
-	Vars    []string           // --var name=value, in order
-	VarFile string             // --var-file, a JSON object
+	Script  string   // path of the entry script
+	Vars    []string // --var name=value, in order
+	VarFile string   // --var-file, a JSON object
 	// VarValues are var values as JSON decodes them (a golden plan's
 	// "vars"); --var-file and --var override them.
 	VarValues map[string]any
-	Secrets SecretSource       // values of secret(); nil: none is set
-	Modules starlark.StringDict // the built-in modules (qemu, libvirt, ...)
-	Extra   starlark.StringDict // further globals (the test builtins)
-	Stderr  io.Writer          // print() output; nil: discarded
+	Secrets   SecretSource        // values of secret(); nil: none is set
+	Modules   starlark.StringDict // the built-in modules (qemu, libvirt, ...)
+	Extra     starlark.StringDict // further globals (the test builtins)
+	Stderr    io.Writer           // print() output; nil: discarded
 	// MaxSteps bounds the Starlark steps of the evaluation; 0: no bound.
 	MaxSteps uint64
 }

@@ -159,4 +159,3 @@ func templateValues(kwargs []starlark.Tuple, reveal bool) (map[string]any, bool,
 	}
 	return values, hasSecret, nil
 }
-

@@ -9,8 +9,8 @@ import (
 
 // jsonPlan is the schema of `plan --offline --json`, documented in the README.
 type jsonPlan struct {
-	Script    string          `json:"script"`
-	Vars      map[string]any  `json:"vars"`
+	Script    string         `json:"script"`
+	Vars      map[string]any `json:"vars"`
 	Resources []jsonResource `json:"resources"`
 }
 

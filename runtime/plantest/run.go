@@ -85,4 +85,3 @@ func Run(paths []string, modules starlark.StringDict, update bool, out io.Writer
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
-
