@@ -91,6 +91,9 @@ func (b *Builder) Claim(namespace, key string, r *Resource) (holder *Resource, o
 	return r, true
 }
 
+// Holder returns the resource that claimed a key, or nil.
+func (b *Builder) Holder(namespace, key string) *Resource { return b.claims[claimKey{namespace, key}] }
+
 // Resource returns the declared resource with the given address, or nil.
 func (b *Builder) Resource(addr Address) *Resource { return b.index[addr] }
 

@@ -31,8 +31,10 @@ type Options struct {
 	MaxSteps uint64
 }
 
-// FileOptions is the Starlark dialect of studiorun scripts.
-var FileOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true}
+// FileOptions is the Starlark dialect of studiorun scripts: top-level
+// loops and ifs (a fleet is declared in a loop), reassignable globals,
+// while and set.
+var FileOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true}
 
 const evaluationKey = "studiorun.evaluation"
 

@@ -70,7 +70,7 @@ func templateBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	if err := starlark.UnpackPositionalArgs(b.Name(), args, nil, 1, &src); err != nil {
 		return nil, err
 	}
-	name := "template"
+	name := "inline"
 	if !strings.Contains(src, "\n") && !strings.Contains(src, "{{") {
 		n, data, err := ReadProjectFile(thread, src)
 		if err != nil {
@@ -88,7 +88,7 @@ func templateBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	}
 	var out bytes.Buffer
 	if err := tmpl.Execute(&out, shown); err != nil {
-		return nil, fmt.Errorf("template: %w", err)
+		return nil, err // text/template's errors start with "template: "
 	}
 	if !hasSecret {
 		return starlark.String(out.String()), nil
@@ -96,7 +96,7 @@ func templateBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	revealed, _, _ := templateValues(kwargs, true)
 	var real bytes.Buffer
 	if err := tmpl.Execute(&real, revealed); err != nil {
-		return nil, fmt.Errorf("template: %w", err)
+		return nil, err
 	}
 	return Secret{shown: out.String(), value: real.String()}, nil
 }

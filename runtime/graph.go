@@ -43,9 +43,8 @@ func topoSort(resources []*Resource, index map[Address]*Resource) ([]*Resource, 
 func cycleError(resources []*Resource, pending map[Address]int, index map[Address]*Resource) error {
 	var start *Resource
 	for _, r := range resources {
-		if pending[r.Address] > 0 {
+		if pending[r.Address] > 0 && (start == nil || r.Address < start.Address) {
 			start = r
-			break
 		}
 	}
 	// Walk unresolved dependencies until an address repeats.
@@ -58,7 +57,7 @@ func cycleError(resources []*Resource, pending map[Address]int, index map[Addres
 		}
 		seen[r.Address] = len(path)
 		path = append(path, r.Address)
-		for _, d := range r.DependsOn {
+		for _, d := range r.DependsOn { // sorted: the walk is deterministic
 			if pending[d] > 0 {
 				r = index[d]
 				break

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // Secret is a value that must never be shown: plans, logs and state show
@@ -41,6 +42,12 @@ func (s Secret) Truth() starlark.Bool { return s.value != "" }
 
 // Hash fails: secrets are not dictionary keys.
 func (s Secret) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable type: secret") }
+
+// Binary fails for every operator, so that no expression turns a secret
+// into a plain string that plans would show.
+func (s Secret) Binary(op syntax.Token, y starlark.Value, side starlark.Side) (starlark.Value, error) {
+	return nil, fmt.Errorf("a secret cannot be used with %s: pass it whole to an argument that takes secrets, or to template()", op)
+}
 
 // MarshalJSON writes the display form.
 func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.shown) }

@@ -210,19 +210,26 @@ func reservation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("%s: ip %w (network %s)", where, err, netRes.Address)
 	}
 	spec.Network = netRes.Address
+	bld, err := runtime.BuilderOf(thread, b.Name())
+	if err != nil {
+		return nil, err
+	}
+	claims := []struct{ namespace, key, what string }{
+		{"dhcp.mac", string(spec.MAC), "MAC " + string(spec.MAC)},
+		{"dhcp.ip " + string(netRes.Address), spec.IP.String(), "IP " + spec.IP.String()},
+		{"dhcp.hostname " + string(netRes.Address), spec.Hostname, "hostname " + spec.Hostname},
+	}
+	for _, c := range claims {
+		if holder := bld.Holder(c.namespace, c.key); holder != nil {
+			return nil, fmt.Errorf("%s: %s is already reserved by %s at %s", where, c.what, holder.Address, holder.Pos)
+		}
+	}
 	r, err := runtime.Declare(thread, b.Name(), spec.Hostname, &spec, netRes.Address)
 	if err != nil {
 		return nil, err
 	}
-	bld, _ := runtime.BuilderOf(thread, b.Name())
-	for _, claim := range []struct{ namespace, key, what string }{
-		{"dhcp.mac", string(spec.MAC), "MAC " + string(spec.MAC)},
-		{"dhcp.ip " + string(netRes.Address), spec.IP.String(), "IP " + spec.IP.String()},
-		{"dhcp.hostname " + string(netRes.Address), spec.Hostname, "hostname " + spec.Hostname},
-	} {
-		if holder, ok := bld.Claim(claim.namespace, claim.key, r); !ok {
-			return nil, fmt.Errorf("%s: %s is already reserved by %s at %s", where, claim.what, holder.Address, holder.Pos)
-		}
+	for _, c := range claims {
+		bld.Claim(c.namespace, c.key, r)
 	}
 	return runtime.NewRef(r), nil
 }
