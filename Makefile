@@ -1,0 +1,38 @@
+# studiorun: make demo, make test (see README.md).
+GO ?= go
+BIN := build/studiorun
+
+.PHONY: all build demo test lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/studiorun
+
+# For now the demo checks and renders the three scripts' plans; the drivers
+# of later issues make it build the image and run the studio.
+demo: build
+	$(BIN) scripts/soe.star check --var source=disk --var base_image=build/debian-12-base.qcow2
+	$(BIN) scripts/studio.star check
+	$(BIN) scripts/servers.star check
+	$(BIN) scripts/soe.star plan --offline --var source=disk --var base_image=build/debian-12-base.qcow2
+	$(BIN) scripts/studio.star plan --offline --var dev_host_count=3
+	$(BIN) scripts/servers.star plan --offline
+
+test: lint build
+	$(GO) test ./...
+	$(BIN) test
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test ./builtins -run '^$$' -fuzz '^FuzzEval$$' -fuzztime 60s
+
+bench:
+	$(GO) test ./builtins -run '^$$' -bench '^BenchmarkEvalStudio$$' -benchmem -count 5
+
+clean:
+	rm -rf build
