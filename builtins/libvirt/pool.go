@@ -1,0 +1,93 @@
+package libvirt
+
+import (
+	"fmt"
+	"path"
+
+	"go.starlark.net/starlark"
+
+	"github.com/studiorun/studiorun/runtime"
+)
+
+// Pool is the spec of libvirt.pool: a storage pool that the script owns.
+type Pool struct {
+	Type string `json:"type"`
+	Path string `json:"path"` // on the hypervisor
+}
+
+// Kind implements runtime.Spec.
+func (*Pool) Kind() string { return "libvirt.pool" }
+
+// ExistingPool is the spec of libvirt.existing_pool: a storage pool that
+// the script uses but does not own; the driver only reads it.
+type ExistingPool struct{}
+
+// Kind implements runtime.Spec.
+func (*ExistingPool) Kind() string { return "libvirt.existing_pool" }
+
+// poolKinds are the kinds a volume's pool argument may refer to.
+var poolKinds = []string{"libvirt.pool", "libvirt.existing_pool"}
+
+// pool implements libvirt.pool.
+func pool(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	spec := Pool{Type: "dir"}
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "path", &spec.Path, "type?", &spec.Type); err != nil {
+		return nil, err
+	}
+	if err := checkName(b.Name(), name); err != nil {
+		return nil, err
+	}
+	where := fmt.Sprintf("%s %q", b.Name(), name)
+	if err := checkOneOf(where+": type", spec.Type, "dir"); err != nil {
+		return nil, err
+	}
+	if err := checkHostPath(spec.Path); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	r, err := runtime.Declare(thread, b.Name(), name, &spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := claim(thread, b.Name(), where, r, poolNameKey(name), uniqueKey{
+		namespace: "libvirt.pool path", key: spec.Path, what: "path " + spec.Path,
+		hint: "two pools cannot share a directory",
+	}); err != nil {
+		return nil, err
+	}
+	return runtime.NewRef(r), nil
+}
+
+// checkHostPath refuses a pool path that is not an absolute, clean path on
+// the hypervisor.
+func checkHostPath(p string) error {
+	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("path %q: want an absolute path on the hypervisor such as \"/var/lib/libvirt/images/studio\"", p)
+	}
+	return nil
+}
+
+// existingPool implements libvirt.existing_pool.
+func existingPool(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+		return nil, err
+	}
+	if err := checkName(b.Name(), name); err != nil {
+		return nil, err
+	}
+	r, err := runtime.Declare(thread, b.Name(), name, &ExistingPool{})
+	if err != nil {
+		return nil, err
+	}
+	if err := claim(thread, b.Name(), fmt.Sprintf("%s %q", b.Name(), name), r, poolNameKey(name)); err != nil {
+		return nil, err
+	}
+	return runtime.NewRef(r), nil
+}
+
+// poolNameKey makes a pool's libvirt name unique across libvirt.pool and
+// libvirt.existing_pool: one pool cannot be both owned and not owned.
+func poolNameKey(name string) uniqueKey {
+	return uniqueKey{namespace: "libvirt.pool name", key: name, what: "pool name " + name}
+}
