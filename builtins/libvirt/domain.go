@@ -119,8 +119,11 @@ func unpackResources(spec *Domain, memory, maxVCPU, maxMemory starlark.Value) er
 		if err := starlark.AsInt(maxVCPU, &spec.MaxVCPU); err != nil {
 			return fmt.Errorf("max_vcpu: %w", err)
 		}
-		if spec.MaxVCPU < spec.VCPU || spec.MaxVCPU > maxVCPUs {
-			return fmt.Errorf("max_vcpu %d: want vcpu (%d) to %d", spec.MaxVCPU, spec.VCPU, maxVCPUs)
+		switch {
+		case spec.MaxVCPU > maxVCPUs:
+			return fmt.Errorf("max_vcpu %d: want at most %d", spec.MaxVCPU, maxVCPUs)
+		case spec.MaxVCPU < spec.VCPU:
+			return fmt.Errorf("vcpu %d is more than max_vcpu %d", spec.VCPU, spec.MaxVCPU)
 		}
 	}
 	var err error

@@ -45,18 +45,18 @@ func checkDisks(b *runtime.Builder) error {
 		for _, d := range spec.Disks {
 			if v, ok := b.Resource(d.Volume).Spec.(*ExistingVolume); ok && v.Pool == "" {
 				return &runtime.Error{Pos: r.Pos, Msg: fmt.Sprintf("%s: disk %s is in pool %q, which is declared neither with libvirt.pool nor with libvirt.existing_pool: add libvirt.existing_pool(%q)",
-					r.Address, d.Volume, v.poolName, v.poolName)}
+					describe(r), d.Volume, v.poolName, v.poolName)}
 			}
 			if overlay, ok := baseOf[d.Volume]; ok {
 				return &runtime.Error{Pos: r.Pos, Msg: fmt.Sprintf("%s: disk %s is the base of overlay %s: a guest writing to it would corrupt its overlays; attach an overlay instead",
-					r.Address, d.Volume, overlay)}
+					describe(r), d.Volume, overlay)}
 			}
 		}
 	}
 	for _, r := range b.Resources() {
 		if v, ok := r.Spec.(*ExistingVolume); ok && v.Pool == "" {
 			return &runtime.Error{Pos: r.Pos, Msg: fmt.Sprintf("%s: pool %q is declared neither with libvirt.pool nor with libvirt.existing_pool: add libvirt.existing_pool(%q)",
-				r.Address, v.poolName, v.poolName)}
+				describe(r), v.poolName, v.poolName)}
 		}
 	}
 	return nil
@@ -107,9 +107,13 @@ func orderAfterReservations(b *runtime.Builder) error {
 				on = string(holder.nic.Network)
 			}
 			return &runtime.Error{Pos: r.Pos, Msg: fmt.Sprintf("%s: MAC %s is on %s (the NIC of %s at %s), not on %s, so this reservation would never be used",
-				r.Address, res.MAC, on, holder.domain.Address, holder.domain.Pos, res.Network)}
+				describe(r), res.MAC, on, holder.domain.Address, holder.domain.Pos, res.Network)}
 		}
 		b.AddDependency(holder.domain, r.Address)
 	}
 	return nil
 }
+
+// describe names a resource as its constructor's errors do:
+// libvirt.domain "vfx-dev-001".
+func describe(r *runtime.Resource) string { return fmt.Sprintf("%s %q", r.Kind(), r.Name) }
