@@ -27,6 +27,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/studiorun/studiorun/builtins/ssh"
 	"github.com/studiorun/studiorun/runtime"
 )
 
@@ -82,7 +83,32 @@ func image(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, err
 	}
+	if role, ok := a.provision.(starlark.Callable); ok {
+		if err := provision(thread, b.Name(), r, &spec, role); err != nil {
+			return nil, err
+		}
+	}
 	return runtime.NewRef(r), nil
+}
+
+// provision declares the build VM's ssh.host, named "<image>-build", and
+// calls role with it so that the role's tasks land in the plan. The host's
+// address is known only once the VM runs.
+func provision(thread *starlark.Thread, fn string, img *runtime.Resource, spec *Image, role starlark.Callable) error {
+	host, err := ssh.DeclareHost(thread, fn, img.Name+"-build", &ssh.HostSpec{
+		User:     spec.SSHUsername,
+		Key:      spec.SSHKey,
+		Password: spec.SSHPassword,
+		Become:   spec.SSHUsername != "root",
+		BuildOf:  img.Address,
+	})
+	if err != nil {
+		return err
+	}
+	spec.ProvisionHost = host.(runtime.Referent).Resource().Address
+	// The role's own errors already carry their position in its file.
+	_, err = starlark.Call(thread, role, starlark.Tuple{host}, nil)
+	return err
 }
 
 // readImage validates the arguments of the image called name into spec.
@@ -187,6 +213,9 @@ func checkSSH(spec *Image, a *imageArgs) error {
 	}
 	if spec.SSHUsername == "" {
 		return fmt.Errorf("ssh_username is empty: want the user the builder logs in as, such as \"root\"")
+	}
+	if strings.HasSuffix(spec.SSHKey, ".pub") {
+		return fmt.Errorf("ssh_private_key %q is a public key: want the private key file (without .pub)", spec.SSHKey)
 	}
 	if spec.SSHPassword == nil && spec.SSHKey == "" {
 		return fmt.Errorf("no SSH credentials: set ssh_password = secret(...) or ssh_private_key = PATH so the builder can log in to provision and shut down the VM")
