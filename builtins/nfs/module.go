@@ -226,7 +226,7 @@ func checkMount(spec *Mount, server starlark.Value) error {
 		}
 	case starlark.String:
 		if host, _, ok := strings.Cut(string(s), ":"); ok && strings.Contains(string(s), "/") {
-			return fmt.Errorf("server %q holds the export too: pass server=%q and export= separately", s, host)
+			return fmt.Errorf("server %q holds the export too: pass server=%q and export= separately", string(s), host)
 		}
 		if err := ssh.CheckAddress(string(s)); err != nil {
 			return fmt.Errorf("server: %w", err)

@@ -97,22 +97,22 @@ func inventory(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 			return nil, fmt.Errorf("%s: group name %s: got %s, want a string", where, item[0], item[0].Type())
 		}
 		if !runtime.ValidName(string(group)) {
-			return nil, fmt.Errorf("%s: group name %q: %s", where, group, runtime.NameRule)
+			return nil, fmt.Errorf("%s: group name %q: %s", where, string(group), runtime.NameRule)
 		}
 		members, ok := item[1].(starlark.Indexable)
 		if !ok || item[1].Type() == "string" {
-			return nil, fmt.Errorf("%s: group %q: got %s, want a list of ssh.host values", where, group, item[1].Type())
+			return nil, fmt.Errorf("%s: group %q: got %s, want a list of ssh.host values", where, string(group), item[1].Type())
 		}
 		addrs := []runtime.Address{}
 		seen := map[runtime.Address]bool{}
 		for i := 0; i < members.Len(); i++ {
-			h, err := UnpackHost(where, fmt.Sprintf("group %q[%d]", group, i), members.Index(i))
+			h, err := UnpackHost(where, fmt.Sprintf("group %q[%d]", string(group), i), members.Index(i))
 			if err != nil {
 				return nil, err
 			}
 			a := h.res.Address
 			if seen[a] {
-				return nil, fmt.Errorf("%s: group %q lists %s twice", where, group, h.res.Name)
+				return nil, fmt.Errorf("%s: group %q lists %s twice", where, string(group), h.res.Name)
 			}
 			seen[a] = true
 			addrs = append(addrs, a)

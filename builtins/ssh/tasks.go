@@ -90,7 +90,7 @@ func (c TaskCall) Declare(thread *starlark.Thread, spec Task) (starlark.Value, e
 		return nil, c.Errorf("the task's name is empty")
 	}
 	if prev := b.Resource(runtime.Address(spec.Kind() + "." + c.name())); prev != nil {
-		return nil, c.Errorf("a %s task with this name is already declared at %s; pass name= to tell them apart", c.Fn, prev.Pos)
+		return nil, c.Errorf("already declared at %s; pass name= to tell the two tasks apart", prev.Pos)
 	}
 	host := c.Host.res.Address
 	spec.setHost(host)
@@ -131,7 +131,7 @@ func checkAccount(what, name string) error {
 
 // ansibleStates are the states that Ansible accepts and studiorun spells
 // differently.
-var ansibleStates = map[string]string{"installed": "present", "removed": "absent", "link": "", "hard": ""}
+var ansibleStates = map[string]string{"installed": "present", "removed": "absent"}
 
 // checkState checks that state is one of the allowed values.
 func checkState(state string, allowed ...string) error {
@@ -148,7 +148,8 @@ func checkState(state string, allowed ...string) error {
 	if alt := ansibleStates[state]; alt != "" {
 		hint = fmt.Sprintf(" (Ansible's %q is %q here)", state, alt)
 	}
-	return fmt.Errorf("state %q: want %s%s", state, strings.Join(quoted, ", "), hint)
+	last := len(quoted) - 1
+	return fmt.Errorf("state %q: want %s or %s%s", state, strings.Join(quoted[:last], ", "), quoted[last], hint)
 }
 
 // optString unpacks an optional string argument: None gives "".

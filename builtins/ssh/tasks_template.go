@@ -16,7 +16,7 @@ import (
 func renderTemplate(name, text string, values *starlark.Dict) (*Text, error) {
 	tmpl, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("template: %w", err)
+		return nil, err // "template: <file>:<line>: ..."
 	}
 	var out [2]bytes.Buffer
 	secret := false
@@ -26,7 +26,7 @@ func renderTemplate(name, text string, values *starlark.Dict) (*Text, error) {
 			return nil, err
 		}
 		if err := tmpl.Execute(&out[i], data); err != nil {
-			return nil, fmt.Errorf("template: %w", err)
+			return nil, err
 		}
 	}
 	return &Text{shown: out[0].String(), value: out[1].String(), secret: secret}, nil
