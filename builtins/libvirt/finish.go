@@ -43,7 +43,11 @@ func checkDisks(b *runtime.Builder) error {
 			continue
 		}
 		for _, d := range spec.Disks {
-			if v, ok := b.Resource(d.Volume).Spec.(*ExistingVolume); ok && v.Pool == "" {
+			vol := b.Resource(d.Volume)
+			if vol == nil {
+				continue // from another evaluation: Builder.Plan reports it
+			}
+			if v, ok := vol.Spec.(*ExistingVolume); ok && v.Pool == "" {
 				return &runtime.Error{Pos: r.Pos, Msg: fmt.Sprintf("%s: disk %s is in pool %q, which is declared neither with libvirt.pool nor with libvirt.existing_pool: add libvirt.existing_pool(%q)",
 					describe(r), d.Volume, v.poolName, v.poolName)}
 			}
