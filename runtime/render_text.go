@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 )
 
@@ -112,6 +113,8 @@ func (n *node) flat() bool {
 
 func writeValue(w *bufio.Writer, n *node, indent string) {
 	switch {
+	case n.scalar != "" && isMultiline(n.scalar):
+		writeHeredoc(w, n.scalar, indent)
 	case n.scalar != "":
 		w.WriteString(n.scalar)
 	case n.isList && n.flat():
@@ -136,16 +139,51 @@ func writeValue(w *bufio.Writer, n *node, indent string) {
 	default:
 		width := 0
 		for _, k := range n.keys {
+			if !identifier.MatchString(k) {
+				k = mustJSON(k)
+			}
 			width = max(width, len(k))
 		}
 		w.WriteString("{\n")
 		for i, k := range n.keys {
+			if !identifier.MatchString(k) {
+				k = mustJSON(k)
+			}
 			fmt.Fprintf(w, "%s  %-*s = ", indent, width, k)
 			writeValue(w, n.fields[i], indent+"  ")
 			w.WriteString("\n")
 		}
 		w.WriteString(indent + "}")
 	}
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// isMultiline reports whether a JSON string holds several lines of text,
+// which the text rendering shows as a heredoc.
+func isMultiline(scalar string) bool {
+	return strings.HasPrefix(scalar, `"`) && strings.Count(scalar, `\n`) > 1
+}
+
+// writeHeredoc writes a multi-line string as Terraform does:
+// <<-EOT, the lines indented, EOT.
+func writeHeredoc(w *bufio.Writer, scalar, indent string) {
+	var text string
+	if err := json.Unmarshal([]byte(scalar), &text); err != nil {
+		w.WriteString(scalar)
+		return
+	}
+	w.WriteString("<<-EOT\n")
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(text, "\n"), "\n") {
+		if line = strings.TrimSuffix(line, "\n"); line != "" {
+			w.WriteString(indent + "    " + line)
+		}
+		w.WriteString("\n")
+	}
+	if !strings.HasSuffix(text, "\n") {
+		w.WriteString(indent + "    (no newline at end)\n")
+	}
+	w.WriteString(indent + "  EOT")
 }
 
 func mustJSON(v any) string {
