@@ -14,7 +14,7 @@ import (
 )
 
 // Task is implemented by the spec of every task run on an ssh.host. A spec
-// becomes a task by embedding HostTask first, which DeclareTask fills in.
+// becomes a task by embedding HostTask first, which TaskCall.Declare fills.
 type Task interface {
 	runtime.Spec
 	// TaskHost returns the address of the ssh.host the task runs on.
@@ -41,6 +41,7 @@ type TaskCall struct {
 	Fn       string
 	Host     *Host
 	Identity string
+	renamed  bool // the task takes name= (a host method other than user, group, service)
 }
 
 // Errorf returns an error that names the task, as in
@@ -54,7 +55,7 @@ func (c TaskCall) name() string { return c.Host.res.Name + ":" + c.Identity }
 // newCall starts the declaration of a task by the method b: its identity
 // is name= when given, else the natural one.
 func newCall(b *starlark.Builtin, name starlark.Value, natural string) (TaskCall, error) {
-	c := TaskCall{b.Name(), receiver(b), natural}
+	c := TaskCall{Fn: b.Name(), Host: receiver(b), Identity: natural, renamed: true}
 	n, err := optString("name", name)
 	switch {
 	case err != nil:
@@ -90,7 +91,11 @@ func (c TaskCall) Declare(thread *starlark.Thread, spec Task) (starlark.Value, e
 		return nil, c.Errorf("the task's name is empty")
 	}
 	if prev := b.Resource(runtime.Address(spec.Kind() + "." + c.name())); prev != nil {
-		return nil, c.Errorf("already declared at %s; pass name= to tell the two tasks apart", prev.Pos)
+		hint := ""
+		if c.renamed {
+			hint = "; pass name= to tell the two tasks apart"
+		}
+		return nil, c.Errorf("already declared at %s%s", prev.Pos, hint)
 	}
 	host := c.Host.res.Address
 	spec.setHost(host)

@@ -33,7 +33,7 @@ func userTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		"home?", &home, "system?", &spec.System, "state?", &spec.State); err != nil {
 		return nil, err
 	}
-	c := TaskCall{b.Name(), receiver(b), spec.Name}
+	c := TaskCall{Fn: b.Name(), Host: receiver(b), Identity: spec.Name}
 	err := c.check(func() (err error) {
 		if err = checkAccount("name", spec.Name); err != nil {
 			return err
@@ -79,7 +79,7 @@ func groupTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &spec.Name, "system?", &spec.System, "state?", &spec.State); err != nil {
 		return nil, err
 	}
-	c := TaskCall{b.Name(), receiver(b), spec.Name}
+	c := TaskCall{Fn: b.Name(), Host: receiver(b), Identity: spec.Name}
 	err := c.check(func() error {
 		if err := checkAccount("name", spec.Name); err != nil {
 			return err

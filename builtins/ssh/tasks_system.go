@@ -79,7 +79,7 @@ func serviceTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &spec.Name, "enabled?", &enabled, "state?", &state); err != nil {
 		return nil, err
 	}
-	c := TaskCall{b.Name(), receiver(b), spec.Name}
+	c := TaskCall{Fn: b.Name(), Host: receiver(b), Identity: spec.Name}
 	err := c.check(func() (err error) {
 		if !serviceRE.MatchString(spec.Name) {
 			return fmt.Errorf("service name %q: want a systemd unit name such as \"nfs-server\"", spec.Name)
