@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite golden plans that differ")
 // the *_test.star files.
 func TestPlans(t *testing.T) {
 	var out strings.Builder
-	failed, err := plantest.Run([]string{"../testdata", "../scripts", "../stdlib"}, Modules(), *update, &out)
+	failed, err := plantest.Run([]string{"../testdata", "../scripts"}, Modules(), *update, &out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,8 @@
 package runtime
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
-	"text/template"
 
 	"go.starlark.net/starlark"
 )
@@ -78,84 +76,13 @@ func templateBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		}
 		name, src = n, string(data)
 	}
-	tmpl, err := template.New(name).Option("missingkey=error").Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("template: %w", err)
-	}
-	shown, hasSecret, err := templateValues(kwargs, false)
-	if err != nil {
-		return nil, err
-	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, shown); err != nil {
-		return nil, err // text/template's errors start with "template: "
-	}
-	if !hasSecret {
-		return starlark.String(out.String()), nil
-	}
-	revealed, _, _ := templateValues(kwargs, true)
-	var real bytes.Buffer
-	if err := tmpl.Execute(&real, revealed); err != nil {
-		return nil, err
-	}
-	return Secret{shown: out.String(), value: real.String()}, nil
-}
-
-// templateValues converts keyword arguments to Go values for text/template.
-func templateValues(kwargs []starlark.Tuple, reveal bool) (map[string]any, bool, error) {
-	values := make(map[string]any, len(kwargs))
-	hasSecret := false
-	var conv func(v starlark.Value) (any, error)
-	conv = func(v starlark.Value) (any, error) {
-		switch v := v.(type) {
-		case Secret:
-			hasSecret = true
-			if reveal {
-				return v.value, nil
-			}
-			return v.shown, nil
-		case starlark.NoneType:
-			return nil, nil
-		case starlark.String:
-			return string(v), nil
-		case starlark.Bool:
-			return bool(v), nil
-		case starlark.Int:
-			n, _ := v.Int64()
-			return n, nil
-		case starlark.Indexable:
-			out := make([]any, v.Len())
-			for i := range out {
-				e, err := conv(v.Index(i))
-				if err != nil {
-					return nil, err
-				}
-				out[i] = e
-			}
-			return out, nil
-		case *starlark.Dict:
-			out := map[string]any{}
-			for _, item := range v.Items() {
-				k, ok := starlark.AsString(item[0])
-				if !ok {
-					return nil, fmt.Errorf("template: dict key %s is not a string", item[0])
-				}
-				e, err := conv(item[1])
-				if err != nil {
-					return nil, err
-				}
-				out[k] = e
-			}
-			return out, nil
-		}
-		return v.String(), nil
-	}
+	values := make(map[string]starlark.Value, len(kwargs))
 	for _, kv := range kwargs {
-		v, err := conv(kv[1])
-		if err != nil {
-			return nil, false, err
-		}
-		values[string(kv[0].(starlark.String))] = v
+		values[string(kv[0].(starlark.String))] = kv[1]
 	}
-	return values, hasSecret, nil
+	text, err := RenderTemplate(name, src, values)
+	if err != nil {
+		return nil, err
+	}
+	return text.Value(), nil
 }

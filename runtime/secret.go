@@ -50,7 +50,7 @@ func (s Secret) Binary(op syntax.Token, y starlark.Value, side starlark.Side) (s
 }
 
 // MarshalJSON writes the display form.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.shown) }
+func (s Secret) MarshalJSON() ([]byte, error) { return encodeString(s.shown) }
 
 // SecretSource finds the value of secret(name).
 type SecretSource interface {

@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -24,22 +23,22 @@ type Image struct {
 	BaseImage   string `json:"base_image,omitempty"`   // project path
 	OutputDir   string `json:"output_dir"`
 	// OutputFile is "<name>_<version>.<format>", the image in OutputDir.
-	OutputFile      string              `json:"output_file"`
-	Format          string              `json:"format"`
-	Compress        bool                `json:"compress"`
-	DiskSize        runtime.MiB         `json:"disk_size"`
-	Memory          runtime.MiB         `json:"memory"`
-	CPUs            int                 `json:"cpus"`
-	Accelerator     string              `json:"accelerator"`
-	HTTPFiles       map[string]HTTPFile `json:"http_files,omitempty"`
-	BootWait        runtime.Duration    `json:"boot_wait"`
-	BootCommand     []string            `json:"boot_command,omitempty"`
-	SSHUsername     string              `json:"ssh_username"`
-	SSHPassword     *runtime.Secret     `json:"ssh_password,omitempty"`
-	SSHKey          string              `json:"ssh_private_key,omitempty"` // project path
-	SSHTimeout      runtime.Duration    `json:"ssh_timeout"`
-	ShutdownCommand string              `json:"shutdown_command"`
-	ShutdownTimeout runtime.Duration    `json:"shutdown_timeout"`
+	OutputFile      string                   `json:"output_file"`
+	Format          string                   `json:"format"`
+	Compress        bool                     `json:"compress"`
+	DiskSize        runtime.MiB              `json:"disk_size"`
+	Memory          runtime.MiB              `json:"memory"`
+	CPUs            int                      `json:"cpus"`
+	Accelerator     string                   `json:"accelerator"`
+	HTTPFiles       map[string]*runtime.Text `json:"http_files,omitempty"`
+	BootWait        runtime.Duration         `json:"boot_wait"`
+	BootCommand     []string                 `json:"boot_command,omitempty"`
+	SSHUsername     string                   `json:"ssh_username"`
+	SSHPassword     *runtime.Secret          `json:"ssh_password,omitempty"`
+	SSHKey          string                   `json:"ssh_private_key,omitempty"` // project path
+	SSHTimeout      runtime.Duration         `json:"ssh_timeout"`
+	ShutdownCommand string                   `json:"shutdown_command"`
+	ShutdownTimeout runtime.Duration         `json:"shutdown_timeout"`
 	// Provision names the role function that provisions the build VM, and
 	// ProvisionHost the ssh.host its tasks are declared on.
 	Provision     string          `json:"provision,omitempty"`
@@ -48,30 +47,6 @@ type Image struct {
 
 // Kind implements runtime.Spec.
 func (*Image) Kind() string { return "qemu.image" }
-
-// HTTPFile is the content of a file that the build serves over HTTP to the
-// installer (a kickstart): text, or a secret such as a kickstart rendered
-// with a password, which plans show in its display form only.
-type HTTPFile struct {
-	text   string
-	secret *runtime.Secret
-}
-
-// Content returns the file's content, secrets revealed, for the driver.
-func (f HTTPFile) Content() string {
-	if f.secret != nil {
-		return f.secret.Reveal()
-	}
-	return f.text
-}
-
-// MarshalJSON writes the content, secrets in their display form.
-func (f HTTPFile) MarshalJSON() ([]byte, error) {
-	if f.secret != nil {
-		return json.Marshal(f.secret)
-	}
-	return json.Marshal(f.text)
-}
 
 var (
 	versionRE  = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.-]{0,63}$`)
@@ -158,8 +133,8 @@ func localPath(thread *starlark.Thread, what, p string) (string, error) {
 
 // unpackHTTPFiles reads http_files: file names served to the installer,
 // mapped to string or secret contents.
-func unpackHTTPFiles(d *starlark.Dict) (map[string]HTTPFile, error) {
-	files := make(map[string]HTTPFile, d.Len())
+func unpackHTTPFiles(d *starlark.Dict) (map[string]*runtime.Text, error) {
+	files := make(map[string]*runtime.Text, d.Len())
 	for _, item := range d.Items() {
 		name, ok := starlark.AsString(item[0])
 		if !ok {
@@ -168,14 +143,11 @@ func unpackHTTPFiles(d *starlark.Dict) (map[string]HTTPFile, error) {
 		if !httpPathRE.MatchString(name) || strings.Contains("/"+name+"/", "/../") {
 			return nil, fmt.Errorf("http_files: %q: want a relative file name such as \"ks.cfg\" (letters, digits, '.', '_', '-', '/')", name)
 		}
-		switch v := item[1].(type) {
-		case starlark.String:
-			files[name] = HTTPFile{text: string(v)}
-		case runtime.Secret:
-			files[name] = HTTPFile{secret: &v}
-		default:
-			return nil, fmt.Errorf("http_files[%q]: got %s, want a string or a secret (the result of template() or read_file())", name, v.Type())
+		text, err := runtime.UnpackText(fmt.Sprintf("http_files[%q]", name), item[1])
+		if err != nil {
+			return nil, err
 		}
+		files[name] = text
 	}
 	return files, nil
 }
@@ -186,7 +158,7 @@ var servedPathRE = regexp.MustCompile(`\{\{-?\s*\.HTTPPort\s*-?\}\}/([^\s<?#]*)`
 
 // checkBootCommand parses the boot command as the builder will type it and
 // checks that the files it fetches from the build's HTTP server are served.
-func checkBootCommand(entries []string, name string, files map[string]HTTPFile) error {
+func checkBootCommand(entries []string, name string, files map[string]*runtime.Text) error {
 	if _, err := ParseBootCommand(entries, BootVars{HTTPIP: "10.0.2.2", HTTPPort: 8000, Name: name}); err != nil {
 		return err
 	}
@@ -203,7 +175,7 @@ func checkBootCommand(entries []string, name string, files map[string]HTTPFile) 
 	return nil
 }
 
-func servedNames(files map[string]HTTPFile) string {
+func servedNames(files map[string]*runtime.Text) string {
 	if len(files) == 0 {
 		return "nothing"
 	}

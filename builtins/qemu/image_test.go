@@ -54,10 +54,10 @@ qemu.image("soe", "1.0",
     ssh_password = pw,
 )
 `)
-	if got := spec.HTTPFiles["ks.cfg"].Content(); got != "rootpw hunter2\n" {
+	if got := spec.HTTPFiles["ks.cfg"].Reveal(); got != "rootpw hunter2\n" {
 		t.Errorf("ks.cfg content = %q, want the password revealed to the driver", got)
 	}
-	if got := spec.HTTPFiles["motd"].Content(); got != "hello\n" {
+	if got := spec.HTTPFiles["motd"].Reveal(); got != "hello\n" {
 		t.Errorf("motd content = %q", got)
 	}
 	if spec.SSHPassword == nil || spec.SSHPassword.Reveal() != "hunter2" {

@@ -1,8 +1,6 @@
 package ssh
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path"
 	"regexp"
@@ -211,43 +209,4 @@ func stringList(what string, v starlark.Value) ([]string, error) {
 		out[i] = string(s)
 	}
 	return out, nil
-}
-
-// Text is content that a task writes or runs: shown in plans as written,
-// or in its display form when it is (or was made from) a secret().
-type Text struct {
-	shown, value string
-	secret       bool
-}
-
-// unpackText accepts a string or a secret.
-func unpackText(what string, v starlark.Value) (*Text, error) {
-	switch v := v.(type) {
-	case starlark.String:
-		return &Text{shown: string(v), value: string(v)}, nil
-	case runtime.Secret:
-		return &Text{shown: v.String(), value: v.Reveal(), secret: true}, nil
-	}
-	return nil, fmt.Errorf("%s: got %s, want a string or a secret", what, v.Type())
-}
-
-// Secret reports whether the text holds a secret.
-func (t *Text) Secret() bool { return t.secret }
-
-// Reveal returns the text itself, for drivers.
-func (t *Text) Reveal() string { return t.value }
-
-// MarshalJSON writes the display form.
-func (t *Text) MarshalJSON() ([]byte, error) { return marshalString(t.shown) }
-
-// marshalString encodes s as JSON without escaping <, > and & (shell
-// scripts are full of them), as the plan's renderings do.
-func marshalString(s string) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(s); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

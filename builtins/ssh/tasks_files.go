@@ -118,10 +118,10 @@ func checkValidate(cmd string) error {
 // file first; Backup keeps the previous content.
 type Copy struct {
 	HostTask
-	Dest    string `json:"dest"`
-	Content *Text  `json:"content,omitempty"`
-	Src     string `json:"src,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
+	Dest    string        `json:"dest"`
+	Content *runtime.Text `json:"content,omitempty"`
+	Src     string        `json:"src,omitempty"`
+	SHA256  string        `json:"sha256,omitempty"`
 	Ownership
 	Validate string `json:"validate,omitempty"`
 	Backup   bool   `json:"backup"`
@@ -161,7 +161,7 @@ func copyTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		case content != starlark.None && src != starlark.None:
 			return fmt.Errorf("give content= or src=, not both")
 		case content != starlark.None:
-			if spec.Content, err = unpackText("content", content); err != nil {
+			if spec.Content, err = runtime.UnpackText("content", content); err != nil {
 				return err
 			}
 		default:
@@ -195,9 +195,9 @@ func copyTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 // shows "(secret)" in place of each secret value.
 type Template struct {
 	HostTask
-	Dest    string `json:"dest"`
-	Src     string `json:"src"`
-	Content *Text  `json:"content"`
+	Dest    string        `json:"dest"`
+	Src     string        `json:"src"`
+	Content *runtime.Text `json:"content"`
 	Ownership
 	Validate string `json:"validate,omitempty"`
 	Backup   bool   `json:"backup"`
@@ -228,7 +228,15 @@ func templateTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 		if spec.Src, text, err = runtime.ReadProjectFile(thread, src); err != nil {
 			return fmt.Errorf("src: %w", err)
 		}
-		if spec.Content, err = renderTemplate(spec.Src, string(text), values); err != nil {
+		vals := make(map[string]starlark.Value, values.Len())
+		for _, item := range values.Items() {
+			k, ok := item[0].(starlark.String)
+			if !ok {
+				return fmt.Errorf("values: key %s is not a string", item[0])
+			}
+			vals[string(k)] = item[1]
+		}
+		if spec.Content, err = runtime.RenderTemplate(spec.Src, string(text), vals); err != nil {
 			return err
 		}
 		if spec.Ownership, err = c.ownership(&w.ownershipArgs); err != nil {

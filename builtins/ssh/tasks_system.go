@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/studiorun/studiorun/runtime"
 	"go.starlark.net/starlark"
 )
 
@@ -275,7 +276,7 @@ func commandTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 // Shell is the spec of host.shell: a script run by /bin/sh -e.
 type Shell struct {
 	HostTask
-	Script *Text `json:"script"`
+	Script *runtime.Text `json:"script"`
 	Guards
 }
 
@@ -291,10 +292,10 @@ func shellTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	var err error
-	if spec.Script, err = unpackText("script", script); err != nil {
+	if spec.Script, err = runtime.UnpackText("script", script); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	natural := strings.TrimSpace(spec.Script.shown)
+	natural := strings.TrimSpace(spec.Script.String())
 	c, err := newCall(b, name, natural)
 	if err != nil {
 		return nil, err
