@@ -97,6 +97,13 @@ func scriptFirst(args []string, app *cli.App) []string {
 	} else if app.Command(args[2]) == nil {
 		return args
 	}
+	for _, a := range args[3:] {
+		if a == "--help" || a == "-h" {
+			// The help of a verb takes no script: a trailing argument
+			// would be read as the name of a sub-verb.
+			return []string{args[0], verb, a}
+		}
+	}
 	out := append([]string{args[0], verb}, args[3:]...)
 	return append(out, script)
 }
