@@ -103,13 +103,29 @@ func (w *writeArgs) params() []any {
 	return append(w.ownershipArgs.params(), "validate?", &w.validate, "backup?", &w.backup)
 }
 
-// checkValidate checks a validate= command: it runs on the temporary file,
-// whose path replaces %s.
-func checkValidate(cmd string) error {
-	if cmd != "" && !strings.Contains(cmd, "%s") {
-		return fmt.Errorf("validate %q has no %%s: it stands for the temporary file to check, as in \"visudo -cf %%s\"", cmd)
+// Write is how copy and template write a file: its ownership, the
+// command that checks the temporary file before it replaces the file, and
+// whether the previous content is kept.
+type Write struct {
+	Ownership
+	Validate string `json:"validate,omitempty"`
+	Backup   bool   `json:"backup"`
+}
+
+// write reads the arguments of a file write. A validate= command runs on
+// the temporary file, whose path replaces %s.
+func (c TaskCall) write(w *writeArgs) (out Write, err error) {
+	if out.Ownership, err = c.ownership(&w.ownershipArgs); err != nil {
+		return out, err
 	}
-	return nil
+	out.Backup = w.backup
+	if out.Validate, err = optString("validate", w.validate); err != nil {
+		return out, err
+	}
+	if out.Validate != "" && !strings.Contains(out.Validate, "%s") {
+		return out, fmt.Errorf("validate %q has no %%s: it stands for the temporary file to check, as in \"visudo -cf %%s\"", out.Validate)
+	}
+	return out, nil
 }
 
 // Copy is the spec of host.copy: a file's whole content, from content= (shown
@@ -122,10 +138,8 @@ type Copy struct {
 	Content *runtime.Text `json:"content,omitempty"`
 	Src     string        `json:"src,omitempty"`
 	SHA256  string        `json:"sha256,omitempty"`
-	Ownership
-	Validate string `json:"validate,omitempty"`
-	Backup   bool   `json:"backup"`
-	data     []byte
+	Write
+	data []byte
 }
 
 // Kind implements runtime.Spec.
@@ -175,14 +189,8 @@ func copyTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 			sum := sha256.Sum256(spec.data)
 			spec.SHA256 = hex.EncodeToString(sum[:])
 		}
-		if spec.Ownership, err = c.ownership(&w.ownershipArgs); err != nil {
-			return err
-		}
-		spec.Backup = w.backup
-		if spec.Validate, err = optString("validate", w.validate); err != nil {
-			return err
-		}
-		return checkValidate(spec.Validate)
+		spec.Write, err = c.write(&w)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -198,9 +206,7 @@ type Template struct {
 	Dest    string        `json:"dest"`
 	Src     string        `json:"src"`
 	Content *runtime.Text `json:"content"`
-	Ownership
-	Validate string `json:"validate,omitempty"`
-	Backup   bool   `json:"backup"`
+	Write
 }
 
 // Kind implements runtime.Spec.
@@ -239,14 +245,8 @@ func templateTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 		if spec.Content, err = runtime.RenderTemplate(spec.Src, string(text), vals); err != nil {
 			return err
 		}
-		if spec.Ownership, err = c.ownership(&w.ownershipArgs); err != nil {
-			return err
-		}
-		spec.Backup = w.backup
-		if spec.Validate, err = optString("validate", w.validate); err != nil {
-			return err
-		}
-		return checkValidate(spec.Validate)
+		spec.Write, err = c.write(&w)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -173,10 +173,22 @@ func TestCheckLineArgs(t *testing.T) {
 	}
 }
 
-func TestCheckValidate(t *testing.T) {
-	wantErr(t, "visudo -cf %s", checkValidate("visudo -cf %s"), "")
-	wantErr(t, "empty", checkValidate(""), "")
-	wantErr(t, "visudo -c", checkValidate("visudo -c"), "has no %s")
+func TestWriteValidate(t *testing.T) {
+	for _, tc := range []struct {
+		validate starlark.Value
+		err      string
+	}{
+		{starlark.String("visudo -cf %s"), ""},
+		{starlark.None, ""},
+		{starlark.String("visudo -c"), "has no %s"},
+		{starlark.MakeInt(1), "validate"},
+	} {
+		var w writeArgs
+		w.params()
+		w.validate = tc.validate
+		_, err := TaskCall{}.write(&w)
+		wantErr(t, tc.validate.String(), err, tc.err)
+	}
 }
 
 // TestDeclareHostForImageBuild declares a host as qemu.image does, for a
