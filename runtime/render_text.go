@@ -21,14 +21,6 @@ func (p *Plan) RenderText(w io.Writer) error {
 	}
 	fmt.Fprintf(bw, "# %d resources\n", len(p.Resources))
 	for _, r := range p.Resources {
-		attrs, err := r.Attributes()
-		if err != nil {
-			return err
-		}
-		tree, err := decodeOrdered(attrs)
-		if err != nil {
-			return fmt.Errorf("render %s: %w", r.Address, err)
-		}
 		fmt.Fprintf(bw, "\n# %s\n", r.Address)
 		if len(r.DependsOn) > 0 {
 			deps := make([]string, len(r.DependsOn))
@@ -38,10 +30,35 @@ func (p *Plan) RenderText(w io.Writer) error {
 			fmt.Fprintf(bw, "# depends on %s\n", strings.Join(deps, ", "))
 		}
 		fmt.Fprintf(bw, "resource %q %q ", r.Kind(), r.Name)
-		writeValue(bw, tree, "")
+		if err := r.writeAttributes(bw, ""); err != nil {
+			return err
+		}
 		bw.WriteString("\n")
 	}
 	return bw.Flush()
+}
+
+// WriteAttributes writes the resource's attributes as the text rendering
+// shows them, a { ... } block whose lines start with indent.
+func (r *Resource) WriteAttributes(w io.Writer, indent string) error {
+	bw := bufio.NewWriter(w)
+	if err := r.writeAttributes(bw, indent); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func (r *Resource) writeAttributes(w *bufio.Writer, indent string) error {
+	attrs, err := r.Attributes()
+	if err != nil {
+		return err
+	}
+	tree, err := decodeOrdered(attrs)
+	if err != nil {
+		return fmt.Errorf("render %s: %w", r.Address, err)
+	}
+	writeValue(w, tree, indent)
+	return nil
 }
 
 // node is a decoded JSON value that keeps the order of object keys.

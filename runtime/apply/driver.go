@@ -53,6 +53,10 @@ type Change struct {
 	// Driver-private data carried from Diff to Apply (what it read), never
 	// rendered.
 	Private any `json:"-"`
+	// Recovered, on a NoOp change, is the entry of an object that the state
+	// did not record but that the driver recognised as the script's own
+	// (libvirt metadata naming this address): the engine records it.
+	Recovered *Entry `json:"-"`
 }
 
 // Entry is what the state records of an object the script owns: enough
@@ -84,6 +88,10 @@ type Reporter interface {
 // Driver reads and changes the real objects of one module's kinds.
 // The engine calls Diff for every declared resource before any change,
 // then Apply and Delete in dependency order, from several goroutines.
+// For a Replace, the engine deletes the owned object first (Delete with its
+// entry) and then calls Apply with the change's Action set to Create.
+// Apply returning a nil entry records nothing (objects the script reads
+// but does not own, such as existing_* kinds).
 type Driver interface {
 	// Diff compares the resource with the real object. owned is the state's
 	// entry for it, or nil when the script has not created it: a driver

@@ -1,0 +1,282 @@
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/studiorun/studiorun/runtime"
+)
+
+// Router finds the driver of a kind. attrs are the resource's attributes
+// (or a state entry's recorded spec), for kinds that several drivers share:
+// a dhcp.reservation on a libvirt network or on a hosts file.
+type Router interface {
+	Route(kind string, attrs json.RawMessage) (Driver, error)
+	Close() error
+}
+
+// Engine applies plans through drivers and records what it creates.
+type Engine struct {
+	Router   Router
+	State    *State
+	Parallel int     // at most this many resources at once
+	Out      *Output // progress, results and events
+}
+
+// item is one resource's change: a declared resource, or an owned object
+// whose declaration is gone (res nil, Action Delete).
+type item struct {
+	res    *runtime.Resource
+	entry  *Entry // the state's entry, if any
+	change *Change
+	driver Driver
+	attrs  json.RawMessage
+}
+
+func (it *item) address() runtime.Address { return it.change.Address }
+
+// Changes is what applying would do, in the order it is shown.
+type Changes struct {
+	items []*item
+}
+
+// Counts returns how many resources each action touches.
+func (c *Changes) Counts() map[Action]int {
+	n := map[Action]int{}
+	for _, it := range c.items {
+		n[it.change.Action]++
+	}
+	return n
+}
+
+// Empty reports whether applying would change nothing.
+func (c *Changes) Empty() bool {
+	n := c.Counts()
+	return len(c.items) == n[NoOp]
+}
+
+// Plan asks the drivers how the real objects differ from the plan (reading
+// in parallel) and adds the deletion of owned objects no longer declared.
+func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
+	items := make([]*item, 0, len(p.Resources))
+	for _, r := range p.Resources {
+		attrs, err := r.Attributes()
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, &item{res: r, entry: e.State.Entry(r.Address), attrs: attrs})
+	}
+	var errs []string
+	var mu sync.Mutex
+	sem := make(chan struct{}, max(e.Parallel, 1))
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := e.diff(ctx, it)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Sprintf("%s: %v", it.res.Address, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return nil, fmt.Errorf("cannot plan %d resource(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
+	}
+	declared := map[runtime.Address]bool{}
+	for _, r := range p.Resources {
+		declared[r.Address] = true
+	}
+	var gone []*Entry
+	for _, en := range e.State.Entries() {
+		if !declared[en.Address] {
+			gone = append(gone, en)
+		}
+	}
+	deletions, err := e.deletions(gone)
+	if err != nil {
+		return nil, err
+	}
+	return &Changes{items: append(deletions, items...)}, nil
+}
+
+func (e *Engine) diff(ctx context.Context, it *item) error {
+	d, err := e.Router.Route(it.res.Kind(), it.attrs)
+	if err != nil {
+		return err
+	}
+	it.driver = d
+	c, err := d.Diff(ctx, it.res, it.entry)
+	if err != nil {
+		return err
+	}
+	c.Address = it.res.Address
+	it.change = c
+	return nil
+}
+
+// PlanDestroy returns the deletion of every object the state records.
+func (e *Engine) PlanDestroy() (*Changes, error) {
+	items, err := e.deletions(e.State.Entries())
+	if err != nil {
+		return nil, err
+	}
+	return &Changes{items: items}, nil
+}
+
+// deletions turns entries into Delete items, dependents first.
+func (e *Engine) deletions(entries []*Entry) ([]*item, error) {
+	items := make([]*item, 0, len(entries))
+	for _, en := range entries {
+		d, err := e.Router.Route(en.Kind, en.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", en.Address, err)
+		}
+		items = append(items, &item{entry: en, driver: d, change: &Change{Address: en.Address, Action: Delete}})
+	}
+	return items, nil
+}
+
+// Apply makes the changes: first the deletions (of removed objects and of
+// the objects to replace), dependents before what they depend on; then the
+// creations and updates, dependencies first. Both phases run in parallel
+// where the graph allows. The error names every resource that failed.
+func (e *Engine) Apply(ctx context.Context, c *Changes) error {
+	byAddr := map[runtime.Address]*step{}
+	var deletes, upserts []*step
+	for _, it := range c.items {
+		switch it.change.Action {
+		case Delete, Replace:
+			s := &step{item: it}
+			deletes = append(deletes, s)
+			byAddr[it.address()] = s
+		}
+	}
+	// An object is deleted after the objects that depend on it.
+	for _, s := range deletes {
+		for _, dep := range s.item.entry.DependsOn {
+			if d, ok := byAddr[dep]; ok {
+				d.after = append(d.after, s)
+			}
+		}
+	}
+	runSteps(ctx, deletes, e.Parallel, e.runDelete)
+	deleted := map[runtime.Address]*step{}
+	for _, s := range deletes {
+		deleted[s.item.address()] = s
+	}
+	upByAddr := map[runtime.Address]*step{}
+	for _, it := range c.items {
+		switch it.change.Action {
+		case Create, Update, Replace:
+			s := &step{item: it}
+			if d := deleted[it.address()]; d != nil && d.status != succeeded {
+				s.status, s.err = skipped, fmt.Errorf("not created again: deleting it %s", d.status)
+			}
+			upserts = append(upserts, s)
+			upByAddr[it.address()] = s
+		case NoOp:
+			e.recover(it)
+		}
+	}
+	for _, s := range upserts {
+		for _, dep := range s.item.res.DependsOn {
+			if d, ok := upByAddr[dep]; ok {
+				s.after = append(s.after, d)
+			}
+		}
+	}
+	runSteps(ctx, upserts, e.Parallel, e.runUpsert)
+	return e.Out.summary(append(deletes, upserts...))
+}
+
+// recover records an object that a driver recognised as the script's own
+// although the state had lost it.
+func (e *Engine) recover(it *item) {
+	if it.entry != nil || it.change.Recovered == nil {
+		return
+	}
+	en := it.change.Recovered
+	fillEntry(en, it)
+	if err := e.State.Put(en); err != nil {
+		e.Out.Notef(it.address(), "could not record it in the state: %v", err)
+	}
+}
+
+func (e *Engine) runDelete(s *step) error {
+	it := s.item
+	start := time.Now()
+	e.Out.started(it.address(), Delete)
+	if err := it.driver.Delete(context.Background(), it.entry, e.Out); err != nil {
+		e.Out.finished(it.address(), Delete, start, err)
+		return err
+	}
+	err := e.State.Remove(it.address())
+	e.Out.finished(it.address(), Delete, start, err)
+	return err
+}
+
+func (e *Engine) runUpsert(s *step) error {
+	it := s.item
+	c := *it.change
+	if c.Action == Replace {
+		c.Action = Create
+	}
+	start := time.Now()
+	e.Out.started(it.address(), c.Action)
+	if c.Action == Create {
+		// Recorded before it exists: a run killed now leaves an entry that
+		// the next run finishes or deletes, never an orphan.
+		pendingEntry := &Entry{Incomplete: true}
+		fillEntry(pendingEntry, it)
+		if err := e.State.Put(pendingEntry); err != nil {
+			e.Out.finished(it.address(), c.Action, start, err)
+			return err
+		}
+	}
+	en, err := it.driver.Apply(context.Background(), it.res, &c, e.Out)
+	if err == nil {
+		if en == nil {
+			err = e.State.Remove(it.address())
+		} else {
+			en.Incomplete = false
+			fillEntry(en, it)
+			err = e.State.Put(en)
+		}
+	}
+	e.Out.finished(it.address(), c.Action, start, err)
+	return err
+}
+
+// fillEntry completes what a driver left empty of an entry.
+func fillEntry(en *Entry, it *item) {
+	r := it.res
+	if en.Address == "" {
+		en.Address = r.Address
+	}
+	if en.Kind == "" {
+		en.Kind = r.Kind()
+	}
+	if en.Name == "" {
+		en.Name = r.Name
+	}
+	if en.DependsOn == nil {
+		en.DependsOn = r.DependsOn
+	}
+	if en.Spec == nil {
+		en.Spec = it.attrs
+	}
+	if en.ID == "" && it.entry != nil {
+		en.ID = it.entry.ID
+	}
+}

@@ -1,0 +1,345 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/studiorun/studiorun/runtime"
+)
+
+// The engine's ordering, failure handling and state are tested with an
+// in-memory driver that can be told to fail: failure injection that the
+// real drivers (tested against libvirtd) cannot produce on demand.
+
+type thing struct {
+	Size int `json:"size"`
+}
+
+func (*thing) Kind() string { return "test.thing" }
+
+// thingModule declares test.thing(name, size=1, after=[...]).
+var thingModule = &starlarkstruct.Module{Name: "test", Members: starlark.StringDict{
+	"thing": starlark.NewBuiltin("test.thing", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var name string
+		spec := &thing{Size: 1}
+		after := new(starlark.List)
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "size?", &spec.Size, "after?", &after); err != nil {
+			return nil, err
+		}
+		var deps []runtime.Address
+		for i := 0; i < after.Len(); i++ {
+			r, err := runtime.UnpackRef(b.Name(), "after", after.Index(i), "test.thing")
+			if err != nil {
+				return nil, err
+			}
+			deps = append(deps, r.Address)
+		}
+		r, err := runtime.Declare(thread, b.Name(), name, spec, deps...)
+		if err != nil {
+			return nil, err
+		}
+		return runtime.NewRef(r), nil
+	}),
+}}
+
+// injectDriver keeps objects in memory and fails where told to.
+type injectDriver struct {
+	mu                  sync.Mutex
+	objects             map[runtime.Address]int // size by address
+	failOn              map[runtime.Address]bool
+	log                 []string
+	running, maxRunning int
+}
+
+func newInjectDriver() *injectDriver {
+	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}}
+}
+
+func (d *injectDriver) Route(string, json.RawMessage) (Driver, error) { return d, nil }
+
+func (d *injectDriver) Diff(_ context.Context, r *runtime.Resource, owned *Entry) (*Change, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	size, ok := d.objects[r.Address]
+	want := r.Spec.(*thing).Size
+	switch {
+	case !ok:
+		return &Change{Action: Create}, nil
+	case owned == nil:
+		return nil, fmt.Errorf("exists and is not ours")
+	case size == want:
+		return &Change{Action: NoOp}, nil
+	case want < size:
+		return &Change{Action: Replace, Attrs: []AttrChange{{Name: "size", Old: fmt.Sprint(size), New: fmt.Sprint(want), ForcesReplace: true}}}, nil
+	}
+	return &Change{Action: Update, Attrs: []AttrChange{{Name: "size", Old: fmt.Sprint(size), New: fmt.Sprint(want)}}}, nil
+}
+
+func (d *injectDriver) enter(what string, addr runtime.Address) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.log = append(d.log, what+" "+string(addr))
+	d.running++
+	d.maxRunning = max(d.maxRunning, d.running)
+	if d.failOn[addr] {
+		return errors.New("injected failure")
+	}
+	return nil
+}
+
+func (d *injectDriver) leave() {
+	d.mu.Lock()
+	d.running--
+	d.mu.Unlock()
+}
+
+func (d *injectDriver) Apply(_ context.Context, r *runtime.Resource, c *Change, _ Reporter) (*Entry, error) {
+	defer d.leave()
+	if err := d.enter(c.Action.String(), r.Address); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.objects[r.Address] = r.Spec.(*thing).Size
+	d.mu.Unlock()
+	return &Entry{ID: "id-" + r.Name}, nil
+}
+
+func (d *injectDriver) Delete(_ context.Context, e *Entry, _ Reporter) error {
+	defer d.leave()
+	if err := d.enter("delete", e.Address); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.objects, e.Address)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *injectDriver) Close() error { return nil }
+
+func (d *injectDriver) index(entry string) int {
+	for i, l := range d.log {
+		if l == entry {
+			return i
+		}
+	}
+	return -1
+}
+
+type fixture struct {
+	t      *testing.T
+	root   string
+	driver *injectDriver
+	out    bytes.Buffer
+}
+
+func newFixture(t *testing.T) *fixture {
+	root := t.TempDir()
+	return &fixture{t: t, root: root, driver: newInjectDriver()}
+}
+
+// up evaluates src as the script and applies it, returning the changes and
+// the apply error.
+func (f *fixture) up(src string, parallel int) (*Changes, error) {
+	f.t.Helper()
+	script := filepath.Join(f.root, "main.star")
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	plan, err := runtime.Eval(runtime.Options{Script: script, Modules: starlark.StringDict{"test": thingModule}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	state, err := OpenState(f.root, plan.Script)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer state.Close()
+	e := &Engine{Router: f.driver, State: state, Parallel: parallel, Out: NewOutput(&f.out, false)}
+	changes, err := e.Plan(context.Background(), plan)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	e.Out.Changes(changes)
+	return changes, e.Apply(context.Background(), changes)
+}
+
+const chain = `
+base = test.thing("base")
+a = test.thing("a", after = [base])
+b = test.thing("b", after = [base])
+top = test.thing("top", after = [a, b])
+`
+
+func TestApplyInDependencyOrderThenNoChanges(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.up(chain, 8); err != nil {
+		t.Fatal(err)
+	}
+	d := f.driver
+	for _, pair := range [][2]string{{"base", "a"}, {"base", "b"}, {"a", "top"}, {"b", "top"}} {
+		if d.index("create test.thing."+pair[0]) > d.index("create test.thing."+pair[1]) {
+			t.Errorf("%s created after %s: %v", pair[0], pair[1], d.log)
+		}
+	}
+	changes, err := f.up(chain, 8)
+	if err != nil || !changes.Empty() {
+		t.Errorf("second run: empty=%v err=%v\n%s", changes.Empty(), err, f.out.String())
+	}
+}
+
+func TestParallelIsBounded(t *testing.T) {
+	f := newFixture(t)
+	var src strings.Builder
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&src, "test.thing(\"t%d\")\n", i)
+	}
+	if _, err := f.up(src.String(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if f.driver.maxRunning > 3 {
+		t.Errorf("%d ran at once, want at most 3", f.driver.maxRunning)
+	}
+}
+
+func TestFailureStopsDependentsNotSiblings(t *testing.T) {
+	f := newFixture(t)
+	f.driver.failOn["test.thing.a"] = true
+	_, err := f.up(chain+`other = test.thing("other")`+"\n", 8)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"test.thing.a: injected failure",
+		"test.thing.top: not applied: test.thing.a failed",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, created := range []string{"base", "b", "other"} {
+		if _, ok := f.driver.objects[runtime.Address("test.thing."+created)]; !ok {
+			t.Errorf("%s was not created although it does not depend on a", created)
+		}
+	}
+	// The failed create stays in the state as incomplete; the next run,
+	// with the fault gone, finishes it.
+	state, _ := os.ReadFile(StatePath(f.root, "main.star"))
+	if !strings.Contains(string(state), `"incomplete": true`) {
+		t.Errorf("state does not mark the failed create:\n%s", state)
+	}
+	delete(f.driver.failOn, "test.thing.a")
+	if _, err := f.up(chain+`other = test.thing("other")`+"\n", 8); err != nil {
+		t.Fatalf("the next run did not converge: %v", err)
+	}
+	if !strings.Contains(f.out.String(), "Apply complete: 2 created.") {
+		t.Errorf("want a and top created on the second run:\n%s", f.out.String())
+	}
+}
+
+func TestRemovedDeclarationIsDeletedDependentsFirst(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.up(chain, 8); err != nil {
+		t.Fatal(err)
+	}
+	f.driver.log = nil
+	changes, err := f.up(`base = test.thing("base")`+"\n", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := changes.Counts(); n[Delete] != 3 {
+		t.Errorf("want 3 deletions, got %v", n)
+	}
+	d := f.driver
+	if d.index("delete test.thing.top") > d.index("delete test.thing.a") {
+		t.Errorf("a deleted before top, which depends on it: %v", d.log)
+	}
+	if _, ok := d.objects["test.thing.a"]; ok {
+		t.Error("a still exists")
+	}
+}
+
+func TestReplaceDeletesThenCreates(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.up(`test.thing("x", size = 5)`, 8); err != nil {
+		t.Fatal(err)
+	}
+	f.driver.log = nil
+	if _, err := f.up(`test.thing("x", size = 2)`, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.driver.log, ", "); got != "delete test.thing.x, create test.thing.x" {
+		t.Errorf("log = %s", got)
+	}
+	if !strings.Contains(f.out.String(), "-/+ test.thing.x\n      ~ size: 5 -> 2  # forces replacement") {
+		t.Errorf("plan output:\n%s", f.out.String())
+	}
+}
+
+func TestForeignObjectIsRefused(t *testing.T) {
+	f := newFixture(t)
+	f.driver.objects["test.thing.x"] = 1
+	script := filepath.Join(f.root, "main.star")
+	os.WriteFile(script, []byte(`test.thing("x")`), 0o644)
+	plan, _ := runtime.Eval(runtime.Options{Script: script, Modules: starlark.StringDict{"test": thingModule}})
+	state, _ := OpenState(f.root, plan.Script)
+	defer state.Close()
+	e := &Engine{Router: f.driver, State: state, Parallel: 1, Out: NewOutput(&f.out, false)}
+	_, err := e.Plan(context.Background(), plan)
+	if err == nil || !strings.Contains(err.Error(), "test.thing.x: exists and is not ours") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestSecondRunIsLockedOut(t *testing.T) {
+	root := t.TempDir()
+	s, err := OpenState(root, "scripts/studio.star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = OpenState(root, "scripts/studio.star")
+	want := fmt.Sprintf("another studiorun (pid %d) is applying this script", os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}
+
+func TestJSONEvents(t *testing.T) {
+	f := newFixture(t)
+	script := filepath.Join(f.root, "main.star")
+	os.WriteFile(script, []byte(chain), 0o644)
+	plan, _ := runtime.Eval(runtime.Options{Script: script, Modules: starlark.StringDict{"test": thingModule}})
+	state, _ := OpenState(f.root, plan.Script)
+	defer state.Close()
+	var out bytes.Buffer
+	e := &Engine{Router: f.driver, State: state, Parallel: 2, Out: NewOutput(&out, true)}
+	changes, _ := e.Plan(context.Background(), plan)
+	e.Out.Changes(changes)
+	if err := e.Apply(context.Background(), changes); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		types[ev["type"].(string)]++
+	}
+	if types["change"] != 4 || types["start"] != 4 || types["done"] != 4 || types["summary"] != 1 {
+		t.Errorf("event counts: %v", types)
+	}
+}

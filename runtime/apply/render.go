@@ -1,0 +1,71 @@
+package apply
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// Changes shows what applying would do, Terraform-style: + create,
+// ~ update in place, -/+ replace, - delete, with the attributes that
+// differ (and the one that forces a replace); or one change event each.
+func (o *Output) Changes(c *Changes) {
+	var b strings.Builder
+	for _, it := range c.items {
+		ch := it.change
+		if ch.Action == NoOp {
+			continue
+		}
+		o.emitChange(it)
+		if o.json {
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %s %s", ch.Action.Symbol(), ch.Address)
+		switch ch.Action {
+		case Create:
+			var attrs bytes.Buffer
+			if err := it.res.WriteAttributes(&attrs, "    "); err == nil {
+				b.WriteString(" ")
+				b.Write(attrs.Bytes())
+			}
+			b.WriteString("\n")
+		case Delete:
+			b.WriteString("\n")
+		default:
+			b.WriteString("\n")
+			for _, a := range ch.Attrs {
+				fmt.Fprintf(&b, "      ~ %s: %s -> %s", a.Name, orNone(a.Old), orNone(a.New))
+				if a.ForcesReplace {
+					b.WriteString("  # forces replacement")
+				}
+				if a.Note != "" {
+					b.WriteString("  # " + a.Note)
+				}
+				b.WriteString("\n")
+			}
+		}
+	}
+	n := c.Counts()
+	if c.Empty() {
+		o.emit(event{Type: "plan", Counts: map[string]int{}}, "No changes: the real objects match the plan.\n")
+		return
+	}
+	fmt.Fprintf(&b, "\nPlan: %d to create, %d to update, %d to replace, %d to delete.\n", n[Create], n[Update], n[Replace], n[Delete])
+	o.emit(event{Type: "plan", Counts: map[string]int{
+		"create": n[Create], "update": n[Update], "replace": n[Replace], "delete": n[Delete],
+	}}, "studiorun will:\n"+b.String())
+}
+
+func (o *Output) emitChange(it *item) {
+	if !o.json {
+		return
+	}
+	o.emit(event{Type: "change", Address: it.address(), Action: it.change.Action.String(), Attrs: it.change.Attrs}, "")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
