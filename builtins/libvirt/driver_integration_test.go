@@ -18,6 +18,10 @@ const testURI = "test:///default"
 // studioScript is a small studio on test:///default: a pool, a blank base
 // and an overlay on it, a NAT network with a reservation, and a domain.
 func studioScript(memory int, ip string, withSecondNIC bool) string {
+	return studioScriptWith(memory, 2048, 1, ip, withSecondNIC)
+}
+
+func studioScriptWith(memory, maxMemory, vcpu int, ip string, withSecondNIC bool) string {
 	nics := `[libvirt.nic(network = net, mac = "02:00:00:aa:00:01")]`
 	if withSecondNIC {
 		nics = `[libvirt.nic(network = net, mac = "02:00:00:aa:00:01"), libvirt.nic(network = net, mac = "02:00:00:aa:00:02")]`
@@ -29,9 +33,9 @@ base = libvirt.volume("studiorun-test-base-" + s, pool = p, size = "1GiB")
 disk = libvirt.volume("studiorun-test-disk-" + s, pool = p, base = base, size = "2GiB")
 net = libvirt.network("studiorun-test-net-" + s, subnet = "10.251.7.0/24", dhcp_range = ("10.251.7.100", "10.251.7.200"), domain = "studio.test")
 dhcp.reservation(net, mac = "02:00:00:aa:00:01", ip = "%[3]s", hostname = "studiorun-test-h1-" + s)
-libvirt.domain("studiorun-test-dom-" + s, vcpu = 1, max_vcpu = 4, memory = %[2]d, max_memory = 2048,
+libvirt.domain("studiorun-test-dom-" + s, vcpu = %[6]d, max_vcpu = 4, memory = %[2]d, max_memory = %[5]d,
     disks = [disk], nics = %[4]s, shutdown_timeout = "5s")
-`, suffix, memory, ip, nics)
+`, suffix, memory, ip, nics, maxMemory, vcpu)
 }
 
 func resourceOf(t *testing.T, plan *runtime.Plan, kind, prefix string) *runtime.Resource {
@@ -129,6 +133,31 @@ func TestDriverConvergesOnTestDriver(t *testing.T) {
 			t.Errorf("live memory = %d KiB, %v; want %d", memKiB, err, 1024<<10)
 		}
 		st.allNoOp(t, d, plan2)
+	})
+
+	t.Run("vcpu within max is live, memory above max is for the next boot", func(t *testing.T) {
+		plan2 := evalScript(t, root, studioScriptWith(3072, 4096, 2, "10.251.7.10", false))
+		c := st.diff(t, d, plan2.Resource(dom.Address))
+		notes := map[string]string{}
+		for _, a := range c.Attrs {
+			if a.ForcesReplace {
+				t.Errorf("%s forces a replace", a.Name)
+			}
+			notes[a.Name] = a.Note
+		}
+		want := map[string]string{"max_memory": "takes effect at next boot", "memory": "takes effect at next boot", "vcpu": ""}
+		if c.Action != apply.Update || jsonOf(notes) != jsonOf(want) {
+			t.Fatalf("diff = %s %s, want an update with notes %v", c.Action, jsonOf(c.Attrs), want)
+		}
+		st.up(t, d, plan2, rep)
+		after, _ := l.DomainLookupByName(dom.Name)
+		_, _, _, nvcpu, _, err := l.DomainGetInfo(after)
+		if err != nil || nvcpu != 2 || after.UUID != domBefore.UUID {
+			t.Errorf("live vcpus = %d, %v; want 2 on the same domain", nvcpu, err)
+		}
+		st.allNoOp(t, d, plan2)
+		// Back to 1024 MiB, 1 vCPU, max 2048 for the next steps.
+		st.up(t, d, evalScript(t, root, studioScript(1024, "10.251.7.10", false)), rep)
 	})
 
 	t.Run("a NIC is hot-plugged with its MAC", func(t *testing.T) {
