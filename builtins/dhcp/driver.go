@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
@@ -88,9 +89,18 @@ func (d *Driver) lock(p string) *sync.Mutex {
 
 // fileOf returns the path of the hosts file a reservation is on.
 func (d *Driver) fileOf(r *runtime.Resource, res *Reservation) (string, error) {
-	d.mu.Lock()
-	p, ok := d.files[res.Network]
-	d.mu.Unlock()
+	// The engine diffs in parallel, starting the hosts file's Diff
+	// first (dependencies come first in the plan): wait a little for it.
+	var p string
+	var ok bool
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		d.mu.Lock()
+		p, ok = d.files[res.Network]
+		d.mu.Unlock()
+		if ok || time.Now().After(deadline) {
+			break
+		}
+	}
 	if !ok {
 		return "", fmt.Errorf("%s: the driver has not seen %s, the hosts file it is on", r.Address, res.Network)
 	}

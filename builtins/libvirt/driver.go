@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
@@ -83,12 +84,29 @@ func (d *Driver) remember(r *runtime.Resource) {
 	d.resources[r.Address] = r
 }
 
-// resource returns a resource seen by the driver, or nil.
+// resource returns a resource seen by the driver, or nil. Without
+// SetPlan, the engine's parallel Diff calls may reach a resource before
+// the ones it refers to, which it starts first (the plan's order puts
+// dependencies first): resource waits a little for them.
 func (d *Driver) resource(addr runtime.Address) *runtime.Resource {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.resources[addr]
+	if addr == "" {
+		return nil
+	}
+	deadline := time.Now().Add(referenceWait)
+	for {
+		d.mu.Lock()
+		r := d.resources[addr]
+		d.mu.Unlock()
+		if r != nil || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
+
+// referenceWait bounds how long resource waits for a referenced
+// resource's Diff to start.
+const referenceWait = 2 * time.Second
 
 // conn returns the connection, opening it on first use.
 func (d *Driver) conn() (*golibvirt.Libvirt, error) {

@@ -3,12 +3,16 @@ package libvirt_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/studiorun/studiorun/builtins/libvirt"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -316,4 +320,71 @@ func networkXMLFlags(uri string) []uint32 {
 		return []uint32{0}
 	}
 	return []uint32{0, uint32(golibvirt.NetworkXMLInactive)}
+}
+
+// TestChangedImageReplacesItsOverlays diffs as the engine does in a new
+// process: a fresh driver, no SetPlan, every Diff in its own goroutine
+// started in plan order. A changed source image replaces its volume and
+// the overlay on it.
+func TestChangedImageReplacesItsOverlays(t *testing.T) {
+	needLibvirt(t)
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "base.img"), []byte("image one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`
+s = "%s"
+p = libvirt.pool("studiorun-test-ipool-" + s, path = "/tmp/studiorun-test-ipool-" + s)
+base = libvirt.volume("studiorun-test-ibase-" + s, pool = p, source = "base.img", format = "raw")
+libvirt.volume("studiorun-test-iover-" + s, pool = p, base = base)
+`, suffix)
+	plan := evalScript(t, root, script)
+	st := state{}
+	rep := &reporter{}
+	st.up(t, newDriver(t, testURI, root), plan, rep)
+	if len(rep.notes) == 0 || !strings.Contains(rep.notes[0], "upload of 9 bytes skipped") {
+		t.Errorf("notes = %v, want the test driver's skipped upload", rep.notes)
+	}
+
+	parallelDiff := func() map[runtime.Address]*apply.Change {
+		d := libvirt.NewDriver(testURI, root)
+		defer d.Close()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		changes := map[runtime.Address]*apply.Change{}
+		for _, r := range plan.Resources {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := d.Diff(context.Background(), r, st[r.Address])
+				if err != nil {
+					t.Errorf("diff %s: %v", r.Address, err)
+					return
+				}
+				mu.Lock()
+				changes[r.Address] = c
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return changes
+	}
+	for addr, c := range parallelDiff() {
+		if c.Action != apply.NoOp {
+			t.Errorf("%s: %s with an unchanged image, want no-op", addr, c.Action)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "base.img"), []byte("image two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changes := parallelDiff()
+	for _, prefix := range []string{"studiorun-test-ibase-", "studiorun-test-iover-"} {
+		c := changes[resourceOf(t, plan, "libvirt.volume", prefix).Address]
+		if c == nil || c.Action != apply.Replace || !c.Attrs[0].ForcesReplace {
+			t.Errorf("%s: %v, want a replace", prefix, jsonOf(c))
+		}
+	}
+	if c := changes[resourceOf(t, plan, "libvirt.volume", "studiorun-test-ibase-").Address]; c != nil && c.Attrs[0].Note != "the image changed" {
+		t.Errorf("base note = %q", c.Attrs[0].Note)
+	}
 }
