@@ -29,11 +29,9 @@ func Modules() starlark.StringDict {
 
 // pendingDrivers names, per module, the issue that brings its driver.
 var pendingDrivers = map[string]string{
-	"dhcp":    "issue #3, the apply engine",
-	"libvirt": "issue #3, the apply engine",
-	"nfs":     "issue #4, the SSH task engine",
-	"ssh":     "issue #4, the SSH task engine",
-	"qemu":    "issue #5, the image builder",
+	"nfs":  "issue #4, the SSH task engine",
+	"ssh":  "issue #4, the SSH task engine",
+	"qemu": "issue #5, the image builder",
 }
 
 // CheckDrivers fails when a module of the plan has no driver in this build.

@@ -71,6 +71,7 @@ func Eval(opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.Root = ev.root
 	plan.Script = entry
 	plan.Vars = ev.vars.sorted()
 	return plan, nil

@@ -86,6 +86,7 @@ type Var struct {
 // Plan is the result of evaluating a script: its resources in a stable
 // topological order (dependencies first, ties broken by address).
 type Plan struct {
+	Root      string // the project root, absolute; never rendered
 	Script    string // the entry script, relative to the project root
 	Vars      []*Var // sorted by name
 	Resources []*Resource

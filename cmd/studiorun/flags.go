@@ -63,12 +63,3 @@ func evaluate(c *cli.Context) (*runtime.Plan, error) {
 		Stderr:  c.App.ErrWriter,
 	})
 }
-
-// requireDrivers fails with the drivers that the plan needs and this build
-// does not have.
-func requireDrivers(c *cli.Context, plan *runtime.Plan) error {
-	if err := builtins.CheckDrivers(plan.Modules()); err != nil {
-		return fmt.Errorf("%s %s: %w; 'studiorun %s plan --offline' shows the plan", plan.Script, c.Command.Name, err, plan.Script)
-	}
-	return nil
-}

@@ -9,7 +9,8 @@ func planCommand() *cli.Command {
 		Name:  "plan",
 		Usage: "show what the script declares (--offline) or what applying it would change",
 		Description: "With --offline, plan evaluates the script and renders the plan without contacting\n" +
-			"any system: text for people, --json for tools and golden files.",
+			"any system: text for people, --json for tools and golden files. Without it, plan\n" +
+			"reads the real objects and shows what up would change, changing nothing.",
 		ArgsUsage: "SCRIPT",
 		Flags: append(append(evalFlags(), applyFlags()...),
 			&cli.BoolFlag{Name: "offline", Usage: "render the evaluated plan only; contact no system"},
@@ -20,13 +21,28 @@ func planCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if !c.Bool("offline") {
-				return requireDrivers(c, plan)
+			if c.Bool("offline") {
+				if c.Bool("json") {
+					return plan.RenderJSON(c.App.Writer)
+				}
+				return plan.RenderText(c.App.Writer)
 			}
-			if c.Bool("json") {
-				return plan.RenderJSON(c.App.Writer)
+			e, done, err := openEngine(c, plan)
+			if err != nil {
+				return err
 			}
-			return plan.RenderText(c.App.Writer)
+			defer done()
+			ctx, stop := interruptible(c)
+			defer stop()
+			changes, err := e.Plan(ctx, plan)
+			if err != nil {
+				return err
+			}
+			e.Out.Changes(changes)
+			if c.Bool("detailed-exitcode") && !changes.Empty() {
+				return cli.Exit("", 2)
+			}
+			return nil
 		},
 	}
 }

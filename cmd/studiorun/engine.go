@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/studiorun/studiorun/builtins"
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
+)
+
+// openEngine locks the script's state and sets up its drivers; done
+// releases both.
+func openEngine(c *cli.Context, plan *runtime.Plan) (e *apply.Engine, done func(), err error) {
+	if err := builtins.CheckDrivers(plan.Modules()); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w; 'studiorun %s plan --offline' shows the plan", plan.Script, c.Command.Name, err, plan.Script)
+	}
+	state, err := apply.OpenState(plan.Root, plan.Script)
+	if err != nil {
+		return nil, nil, err
+	}
+	router := builtins.NewRouter(builtins.DriverOptions{LibvirtURI: c.String("libvirt-uri"), Root: plan.Root})
+	e = &apply.Engine{
+		Router:   router,
+		State:    state,
+		Parallel: c.Int("parallel"),
+		Out:      apply.NewOutput(c.App.Writer, c.Bool("json")),
+	}
+	return e, func() {
+		router.Close()
+		state.Close()
+	}, nil
+}
+
+// interruptible returns a context that Ctrl-C or SIGTERM cancels: the
+// engine then starts nothing new and finishes what is running.
+func interruptible(c *cli.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+}
+
+// confirm asks before a verb changes anything, unless --yes. Without a
+// terminal to ask on, it is an error rather than a hang.
+func confirm(c *cli.Context) error {
+	if c.Bool("yes") {
+		return nil
+	}
+	if fi, err := os.Stdin.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return usageError{fmt.Errorf("%s: standard input is not a terminal to ask on: pass --yes to go ahead without asking", c.Command.Name)}
+	}
+	fmt.Fprintf(c.App.Writer, "\nDo you want to %s these changes? Only 'yes' goes ahead: ", c.Command.Name)
+	answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if strings.TrimSpace(answer) != "yes" {
+		return cli.Exit("cancelled: nothing was changed", 1)
+	}
+	return nil
+}

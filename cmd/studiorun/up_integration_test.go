@@ -1,0 +1,95 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+)
+
+// requireLibvirtd skips a test when no libvirtd runs here, unless
+// STUDIORUN_REQUIRE_INTEGRATION=1 (CI), where that is a failure.
+func requireLibvirtd(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/run/libvirt/libvirt-sock"); err == nil {
+		return
+	}
+	if os.Getenv("STUDIORUN_REQUIRE_INTEGRATION") == "1" {
+		t.Fatal("libvirtd is not running (no /run/libvirt/libvirt-sock) and STUDIORUN_REQUIRE_INTEGRATION=1")
+	}
+	t.Skip("libvirtd is not running (no /run/libvirt/libvirt-sock)")
+}
+
+// holdTestDriver keeps a connection to test:///default open for the test:
+// libvirtd frees the test driver's objects when its last connection
+// closes, and each studiorun command opens and closes its own.
+func holdTestDriver(t *testing.T) {
+	t.Helper()
+	l := golibvirt.NewWithDialer(dialers.NewLocal())
+	if err := l.ConnectToURI(golibvirt.TestDefault); err != nil {
+		t.Fatalf("connect to test:///default: %v", err)
+	}
+	t.Cleanup(func() { l.Disconnect() })
+}
+
+// TestStudioUpPlanDownOnTestDriver runs the studio on libvirt's test
+// driver, through the CLI as a user would: up with 3 dev hosts, a plan
+// that finds nothing to change, 3 -> 1 dev hosts deleting exactly two, and
+// down leaving nothing the script owned.
+func TestStudioUpPlanDownOnTestDriver(t *testing.T) {
+	requireLibvirtd(t)
+	holdTestDriver(t)
+	root := projectRoot(t)
+	images := t.TempDir()
+	image := filepath.Join(images, "vfx-studio-soe_0.1.0.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", image, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v\n%s", err, out)
+	}
+	// The state lives in the project; a test must not leave one behind.
+	state := filepath.Join(root, ".studiorun", "studio.state.json")
+	if _, err := os.Stat(state); err == nil {
+		t.Fatalf("%s exists: a previous run left it; run 'studiorun scripts/studio.star down --yes --libvirt-uri test:///default' first", state)
+	}
+	flags := []string{"--libvirt-uri", "test:///default", "--var", "image_root=" + images}
+	run := func(args ...string) (int, string) {
+		code, out, errOut := studiorun(t, root, append(append([]string{"scripts/studio.star"}, args...), flags...)...)
+		return code, out + errOut
+	}
+	t.Cleanup(func() {
+		run("down", "--yes")
+		os.Remove(state)
+	})
+
+	if code, out := run("up", "--yes", "--var", "dev_host_count=3"); code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, out)
+	}
+	if code, out := run("plan", "--detailed-exitcode", "--var", "dev_host_count=3"); code != 0 {
+		t.Fatalf("plan after up: exit %d, want 0 (no changes)\n%s", code, out)
+	}
+	code, out := run("up", "--yes", "--var", "dev_host_count=1")
+	if code != 0 {
+		t.Fatalf("up 3 -> 1: exit %d\n%s", code, out)
+	}
+	for _, gone := range []string{"libvirt.domain.vfx-dev-002", "libvirt.domain.vfx-dev-003", "libvirt.volume.vfx-dev-003.qcow2", "dhcp.reservation.vfx-dev-002"} {
+		if !strings.Contains(out, "- "+gone) {
+			t.Errorf("3 -> 1 does not delete %s:\n%s", gone, out)
+		}
+	}
+	if strings.Contains(out, "- libvirt.domain.vfx-dev-001") {
+		t.Errorf("3 -> 1 deletes vfx-dev-001:\n%s", out)
+	}
+	if code, out := run("down", "--yes", "--var", "dev_host_count=1"); code != 0 {
+		t.Fatalf("down: exit %d\n%s", code, out)
+	}
+	data, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), `"address"`) {
+		t.Errorf("down left owned objects in the state:\n%s", data)
+	}
+}
