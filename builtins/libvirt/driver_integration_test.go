@@ -232,7 +232,7 @@ func TestDriverConvergesOnTestDriver(t *testing.T) {
 	})
 
 	t.Run("delete removes everything", func(t *testing.T) {
-		st.down(t, d, plan)
+		st.down(t, d, plan, rep)
 		if _, err := l.DomainLookupByName(dom.Name); err == nil {
 			t.Errorf("domain %s survived delete", dom.Name)
 		}

@@ -122,7 +122,7 @@ func (s state) up(t *testing.T, d apply.Driver, plan *runtime.Plan, rep apply.Re
 }
 
 // down deletes every entry, dependents first.
-func (s state) down(t *testing.T, d apply.Driver, plan *runtime.Plan) {
+func (s state) down(t *testing.T, d apply.Driver, plan *runtime.Plan, rep apply.Reporter) {
 	t.Helper()
 	for i := len(plan.Resources) - 1; i >= 0; i-- {
 		r := plan.Resources[i]
@@ -130,7 +130,7 @@ func (s state) down(t *testing.T, d apply.Driver, plan *runtime.Plan) {
 		if !ok {
 			continue
 		}
-		if err := d.Delete(context.Background(), e, nil); err != nil {
+		if err := d.Delete(context.Background(), e, rep); err != nil {
 			t.Fatalf("delete %s: %v", r.Address, err)
 		}
 		delete(s, r.Address)
