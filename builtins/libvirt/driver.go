@@ -116,10 +116,13 @@ func (d *Driver) conn() (*golibvirt.Libvirt, error) {
 			d.connErr = fmt.Errorf("connect to libvirt at %s: %w", d.uri, err)
 			return
 		}
-		// go-libvirt dials unix, tcp and tls itself, and "ssh" with
-		// golang.org/x/crypto/ssh (keys from ssh-agent or ~/.ssh, host
-		// key checked against ~/.ssh/known_hosts): no ssh binary.
-		l, err := golibvirt.ConnectToURI(u)
+		var l *golibvirt.Libvirt
+		if strings.HasSuffix(u.Scheme, "+ssh") {
+			l, err = connectSSH(u)
+		} else {
+			// go-libvirt dials unix, tcp and tls itself.
+			l, err = golibvirt.ConnectToURI(u)
+		}
 		if err != nil {
 			d.connErr = fmt.Errorf("connect to libvirt at %s: %w", d.uri, err)
 			return
