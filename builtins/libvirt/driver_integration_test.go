@@ -209,13 +209,25 @@ func TestDriverConvergesOnTestDriver(t *testing.T) {
 		}
 	})
 
-	t.Run("lost state: the domain's metadata makes it ours", func(t *testing.T) {
-		c, err := d.Diff(context.Background(), dom, nil)
-		if err != nil {
-			t.Fatalf("diff without state: %v", err)
+	t.Run("lost state: the metadata of the domain and the network makes them ours", func(t *testing.T) {
+		for _, r := range []*runtime.Resource{dom, resourceOf(t, plan, "libvirt.network", "studiorun-test-net-")} {
+			c, err := d.Diff(context.Background(), r, nil)
+			if err != nil {
+				t.Fatalf("%s: diff without state: %v", r.Address, err)
+			}
+			if c.Action == apply.Create {
+				t.Errorf("%s: diff without state = create, want the existing object recognised", r.Address)
+			}
 		}
-		if c.Action == apply.Create {
-			t.Errorf("diff without state = create, want the existing domain recognised")
+	})
+
+	t.Run("another declaration's network is refused", func(t *testing.T) {
+		other := evalScript(t, t.TempDir(), fmt.Sprintf(`libvirt.network("studiorun-test-net-%s", subnet = "10.251.7.0/24")`, suffix))
+		r := *other.Resources[0]
+		r.Address = "libvirt.network.elsewhere"
+		_, err := d.Diff(context.Background(), &r, nil)
+		if err == nil || !strings.Contains(err.Error(), "belongs to libvirt.network.studiorun-test-net-"+suffix) {
+			t.Errorf("diff = %v, want a refusal naming the owner", err)
 		}
 	})
 

@@ -331,6 +331,11 @@ func (d *Driver) applyVolume(ctx context.Context, l *golibvirt.Libvirt, r *runti
 			_ = l.StorageVolDelete(v, 0) // no half-uploaded image
 			return nil, err
 		}
+		// libvirt reads the uploaded image's format header (its virtual
+		// size, which overlays on it inherit) when the pool is refreshed.
+		if err := l.StoragePoolRefresh(p, 0); err != nil {
+			return nil, fmt.Errorf("refresh storage pool %s at %s: %w", pool, d.uri, err)
+		}
 	}
 	return entry(r, v.Key+"|"+fp), nil
 }

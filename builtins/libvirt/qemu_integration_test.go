@@ -73,6 +73,7 @@ s = "%s"
 p = libvirt.pool("studiorun-test-qpool-" + s, path = %q)
 base = libvirt.volume("studiorun-test-qbase-" + s, pool = p, source = "images/base.qcow2")
 disk = libvirt.volume("studiorun-test-qdisk-" + s, pool = p, base = base, size = "128MiB")
+libvirt.volume("studiorun-test-qdisk2-" + s, pool = p, base = base)
 net = libvirt.network("studiorun-test-qnet-" + s, subnet = "10.251.9.0/24", dhcp_range = ("10.251.9.100", "10.251.9.200"), domain = "studio.test", autostart = False)
 dhcp.reservation(net, mac = "02:00:00:bb:00:01", ip = "10.251.9.10", hostname = "studiorun-test-qh-" + s)
 libvirt.domain("studiorun-test-qdom-" + s, memory = %d, max_memory = 128, disks = [libvirt.disk(disk, bus = "scsi")],
@@ -113,6 +114,11 @@ libvirt.domain("studiorun-test-qdom-" + s, memory = %d, max_memory = 128, disks 
 		t.Errorf("overlay capacity = %s, want 128 MiB", jsonOf(vx.Capacity))
 	}
 
+	// An overlay without a size has its base image's virtual size.
+	if c := volumeCapacity(t, l, "studiorun-test-qpool-"+suffix, "studiorun-test-qdisk2-"+suffix); c != 64<<20 {
+		t.Errorf("overlay without size: capacity %d, want the image's 64 MiB", c)
+	}
+
 	netName := "studiorun-test-qnet-" + suffix
 	for _, flags := range networkXMLFlags(qemuURI) {
 		dh, dns := networkHosts(t, l, netName, flags)
@@ -125,7 +131,7 @@ libvirt.domain("studiorun-test-qdom-" + s, memory = %d, max_memory = 128, disks 
 	qemuImg(t, "create", "-q", "-f", "qcow2", image, "96M")
 	plan2 := evalScript(t, root, script)
 	changes := st.up(t, d, plan2, rep)
-	for _, prefix := range []string{"studiorun-test-qbase-", "studiorun-test-qdisk-"} {
+	for _, prefix := range []string{"studiorun-test-qbase-", "studiorun-test-qdisk-", "studiorun-test-qdisk2-"} {
 		c := changes[resourceOf(t, plan2, "libvirt.volume", prefix).Address]
 		if c.Action != apply.Replace || len(c.Attrs) == 0 || !c.Attrs[0].ForcesReplace {
 			t.Errorf("%s after the image changed: %s %s, want a replace", prefix, c.Action, jsonOf(c.Attrs))
@@ -135,6 +141,9 @@ libvirt.domain("studiorun-test-qdom-" + s, memory = %d, max_memory = 128, disks 
 		t.Errorf("re-uploaded volume differs from the new image: %s", out)
 	}
 	st.allNoOp(t, d, plan2)
+	if c := volumeCapacity(t, l, "studiorun-test-qpool-"+suffix, "studiorun-test-qdisk2-"+suffix); c != 96<<20 {
+		t.Errorf("overlay on the new image: capacity %d, want 96 MiB", c)
+	}
 
 	// The domain is defined with type qemu, a virtio-scsi controller and
 	// its NIC; down removes it all and leaves the pool directory empty.
@@ -194,4 +203,22 @@ libvirt.domain("studiorun-test-qdom-" + s, memory = %d, max_memory = 128, disks 
 	if _, err := l.NetworkLookupByName(netName); err == nil {
 		t.Errorf("network survived down")
 	}
+}
+
+// volumeCapacity returns a volume's capacity in bytes.
+func volumeCapacity(t *testing.T, l *golibvirt.Libvirt, pool, name string) uint64 {
+	t.Helper()
+	p, err := l.StoragePoolLookupByName(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := l.StorageVolLookupByName(p, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, capacity, _, err := l.StorageVolGetInfo(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return capacity
 }
