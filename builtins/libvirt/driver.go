@@ -17,6 +17,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/studiorun/studiorun/builtins/dhcp"
 	"github.com/studiorun/studiorun/runtime"
@@ -31,10 +32,12 @@ type Driver struct {
 
 	// DomainType is the <domain type> of the domains it defines: "test"
 	// for test:/// URIs, else "kvm" when the hypervisor offers KVM and
-	// "qemu" (software emulation) when it does not. Empty means decide
-	// on first use; set it to force one.
+	// "qemu" (software emulation) when it does not (see domainType).
+	// Empty means decide on first use; set it before the first call to
+	// force one.
 	DomainType string
 
+	typeMu   sync.Mutex // guards DomainType while it is decided
 	connOnce sync.Once
 	l        *golibvirt.Libvirt
 	connErr  error
@@ -143,17 +146,25 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-// domainType decides the <domain type> for the driver's URI.
-func (d *Driver) domainType() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// domainType decides the <domain type> for the driver's URI: "test" on
+// test:///, else STUDIORUN_DOMAIN_TYPE when set ("kvm" or "qemu"), else
+// "kvm" when the hypervisor's capabilities offer it for x86_64 guests
+// (and, for a local URI, /dev/kvm opens), else "qemu", software
+// emulation. libvirt offers kvm wherever /dev/kvm exists, also where
+// nested KVM cannot run guests: set STUDIORUN_DOMAIN_TYPE=qemu (or
+// Driver.DomainType) there.
+func (d *Driver) domainType(l *golibvirt.Libvirt) string {
+	d.typeMu.Lock()
+	defer d.typeMu.Unlock()
 	if d.DomainType != "" {
 		return d.DomainType
 	}
-	switch {
+	switch env := os.Getenv("STUDIORUN_DOMAIN_TYPE"); {
 	case strings.HasPrefix(d.uri, "test:"):
 		d.DomainType = "test"
-	case kvmUsable():
+	case env == "kvm" || env == "qemu":
+		d.DomainType = env
+	case hypervisorOffersKVM(l) && (isRemote(d.uri) || localKVM()):
 		d.DomainType = "kvm"
 	default:
 		d.DomainType = "qemu"
@@ -161,18 +172,38 @@ func (d *Driver) domainType() string {
 	return d.DomainType
 }
 
-// kvmUsable reports whether KVM can be used: STUDIORUN_DOMAIN_TYPE
-// overrides the check ("kvm" or "qemu"); otherwise /dev/kvm must be
-// openable. (Nested KVM can show /dev/kvm and still fail to run guests:
-// set STUDIORUN_DOMAIN_TYPE=qemu there, or Driver.DomainType.) For a remote
-// URI the local /dev/kvm says nothing, so remote hypervisors get "kvm".
-func kvmUsable() bool {
-	switch os.Getenv("STUDIORUN_DOMAIN_TYPE") {
-	case "kvm":
-		return true
-	case "qemu":
+// hypervisorOffersKVM reports whether libvirt's capabilities list a kvm
+// domain type for x86_64 guests.
+func hypervisorOffersKVM(l *golibvirt.Libvirt) bool {
+	b, err := l.Capabilities()
+	if err != nil {
 		return false
 	}
+	var caps libvirtxml.Caps
+	if err := caps.Unmarshal(string(b)); err != nil {
+		return false
+	}
+	for _, g := range caps.Guests {
+		if g.OSType != "hvm" || g.Arch.Name != "x86_64" {
+			continue
+		}
+		for _, dom := range g.Arch.Domains {
+			if dom.Type == "kvm" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isRemote reports whether a URI names another host.
+func isRemote(uri string) bool {
+	u, err := url.Parse(uri)
+	return err == nil && u.Host != ""
+}
+
+// localKVM reports whether /dev/kvm can be opened here.
+func localKVM() bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return false

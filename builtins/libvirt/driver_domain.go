@@ -268,7 +268,7 @@ func (d *Driver) applyDomain(ctx context.Context, l *golibvirt.Libvirt, r *runti
 		return nil, fmt.Errorf("%s: %w", r.Address, err)
 	}
 	if v == nil {
-		doc, err := d.domainXML(r, spec, disks).Marshal()
+		doc, err := d.domainXML(l, r, spec, disks).Marshal()
 		if err != nil {
 			return nil, fmt.Errorf("%s: domain XML: %w", r.Address, err)
 		}

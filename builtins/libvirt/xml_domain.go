@@ -137,9 +137,9 @@ func hasSCSIController(x *libvirtxml.Domain) bool {
 }
 
 // domainXML builds the definition of a new domain.
-func (d *Driver) domainXML(r *runtime.Resource, spec *Domain, disks []diskDevice) *libvirtxml.Domain {
+func (d *Driver) domainXML(l *golibvirt.Libvirt, r *runtime.Resource, spec *Domain, disks []diskDevice) *libvirtxml.Domain {
 	x := &libvirtxml.Domain{
-		Type:          d.domainType(),
+		Type:          d.domainType(l),
 		Name:          r.Name,
 		Metadata:      &libvirtxml.DomainMetadata{XML: ownerXML(r.Address)},
 		Memory:        &libvirtxml.DomainMemory{Value: uint(maxMemory(spec)), Unit: "MiB"},
@@ -153,7 +153,7 @@ func (d *Driver) domainXML(r *runtime.Resource, spec *Domain, disks []diskDevice
 		OnCrash:    "destroy",
 		Devices:    &libvirtxml.DomainDeviceList{},
 	}
-	if d.domainType() != "test" {
+	if x.Type != "test" {
 		x.OS.Type.Arch = "x86_64"
 		x.Features.APIC = &libvirtxml.DomainFeatureAPIC{}
 	}
