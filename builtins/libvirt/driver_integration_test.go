@@ -400,3 +400,32 @@ libvirt.volume("studiorun-test-iover-" + s, pool = p, base = base)
 		t.Errorf("base note = %q", c.Attrs[0].Note)
 	}
 }
+
+func TestForeignNetworkIsRefusedAndSurvives(t *testing.T) {
+	needLibvirt(t)
+	root := t.TempDir()
+	d := newDriver(t, testURI, root)
+	l := connect(t, testURI)
+	name := "studiorun-test-fnet-" + suffix
+	doc, err := (&libvirtxml.Network{Name: name, IPs: []libvirtxml.NetworkIP{{Address: "10.251.8.1", Netmask: "255.255.255.0"}}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := l.NetworkDefineXML(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := evalScript(t, root, fmt.Sprintf(`libvirt.network(%q, subnet = "10.251.8.0/24")`, name))
+	r := plan.Resources[0]
+	if _, err := d.Diff(context.Background(), r, nil); err == nil || !strings.Contains(err.Error(), "exists that studiorun did not create") {
+		t.Fatalf("diff = %v, want a refusal", err)
+	}
+	for _, id := range []string{"", "00000000-0000-0000-0000-000000000002"} {
+		if err := d.Delete(context.Background(), &apply.Entry{Address: r.Address, Kind: r.Kind(), Name: name, ID: id}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.NetworkLookupByUUID(foreign.UUID); err != nil {
+		t.Errorf("the foreign network did not survive: %v", err)
+	}
+}

@@ -218,7 +218,25 @@ func (d *Driver) applyNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *N
 }
 
 // deleteNetwork removes an owned network; a missing one is not an error.
+// The network is found by the entry's UUID, or, for an entry without one
+// (an interrupted create), by name if its metadata names the entry: a
+// same-named network that studiorun did not create is left alone.
 func (d *Driver) deleteNetwork(l *golibvirt.Libvirt, e *apply.Entry) error {
+	if u, ok := parseUUID(e.ID); ok {
+		if _, err := l.NetworkLookupByUUID(u); isNotFound(err) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%s: look up network %s at %s: %w", e.Address, e.Name, d.uri, err)
+		}
+	} else {
+		_, x, err := readNetwork(l, e.Name)
+		if err != nil {
+			return fmt.Errorf("%s: read network %s at %s: %w", e.Address, e.Name, d.uri, err)
+		}
+		if x == nil || x.Metadata == nil || ownerOf(x.Metadata.XML) != e.Address {
+			return nil
+		}
+	}
 	if err := d.removeNetwork(l, e.Name); err != nil {
 		return fmt.Errorf("%s: %w", e.Address, err)
 	}

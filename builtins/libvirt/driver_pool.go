@@ -115,6 +115,12 @@ func (d *Driver) applyPool(l *golibvirt.Libvirt, r *runtime.Resource, spec *Pool
 
 // deletePool removes an owned pool if it is empty.
 func (d *Driver) deletePool(l *golibvirt.Libvirt, e *apply.Entry) error {
+	if u, ok := parseUUID(e.ID); ok {
+		p, err := l.StoragePoolLookupByName(e.Name)
+		if isNotFound(err) || (err == nil && p.UUID != u) {
+			return nil // gone, or another pool of that name: not ours
+		}
+	}
 	if err := d.removePool(l, e.Name); err != nil {
 		return fmt.Errorf("%s: %w", e.Address, err)
 	}
