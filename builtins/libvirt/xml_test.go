@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -59,4 +60,13 @@ func TestUUIDAndTargets(t *testing.T) {
 	if diskLetters(26) != "aa" {
 		t.Errorf("diskLetters(26) = %s", diskLetters(26))
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
