@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
@@ -44,8 +43,8 @@ func NewDriver(root string) *Driver {
 	return &Driver{root: root, files: map[runtime.Address]string{}, locks: map[string]*sync.Mutex{}}
 }
 
-// SetPlan tells the driver the plan's hosts files, so that a reservation
-// finds its file whatever the order of the calls to Diff.
+// SetPlan implements apply.Driver: a reservation finds its hosts file in
+// the plan, whatever the order of the calls to Diff.
 func (d *Driver) SetPlan(p *runtime.Plan) {
 	for _, r := range p.Resources {
 		if h, ok := r.Spec.(*HostsFile); ok {
@@ -89,20 +88,11 @@ func (d *Driver) lock(p string) *sync.Mutex {
 
 // fileOf returns the path of the hosts file a reservation is on.
 func (d *Driver) fileOf(r *runtime.Resource, res *Reservation) (string, error) {
-	// The engine diffs in parallel, starting the hosts file's Diff
-	// first (dependencies come first in the plan): wait a little for it.
-	var p string
-	var ok bool
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		d.mu.Lock()
-		p, ok = d.files[res.Network]
-		d.mu.Unlock()
-		if ok || time.Now().After(deadline) {
-			break
-		}
-	}
+	d.mu.Lock()
+	p, ok := d.files[res.Network]
+	d.mu.Unlock()
 	if !ok {
-		return "", fmt.Errorf("%s: the driver has not seen %s, the hosts file it is on", r.Address, res.Network)
+		return "", fmt.Errorf("%s: %s, the hosts file it is on, is not in the plan", r.Address, res.Network)
 	}
 	return p, nil
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -67,11 +66,9 @@ func NewDriver(uri, root string) *Driver {
 // URI returns the libvirt URI the driver connects to.
 func (d *Driver) URI() string { return d.uri }
 
-// SetPlan tells the driver every resource of the plan, so that it can
-// resolve references (a disk's volume and its pool, an overlay's base)
-// whatever the order of the calls to Diff. The engine should call it
-// before the first Diff; resources given to Diff and Apply are also
-// remembered.
+// SetPlan implements apply.Driver: references (a disk's volume and its
+// pool, an overlay's base) resolve through the plan's resources, whatever
+// the order of the calls to Diff.
 func (d *Driver) SetPlan(p *runtime.Plan) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -80,36 +77,12 @@ func (d *Driver) SetPlan(p *runtime.Plan) {
 	}
 }
 
-// remember records r for reference resolution.
-func (d *Driver) remember(r *runtime.Resource) {
+// resource returns a resource of the plan, or nil.
+func (d *Driver) resource(addr runtime.Address) *runtime.Resource {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.resources[r.Address] = r
+	return d.resources[addr]
 }
-
-// resource returns a resource seen by the driver, or nil. Without
-// SetPlan, the engine's parallel Diff calls may reach a resource before
-// the ones it refers to, which it starts first (the plan's order puts
-// dependencies first): resource waits a little for them.
-func (d *Driver) resource(addr runtime.Address) *runtime.Resource {
-	if addr == "" {
-		return nil
-	}
-	deadline := time.Now().Add(referenceWait)
-	for {
-		d.mu.Lock()
-		r := d.resources[addr]
-		d.mu.Unlock()
-		if r != nil || time.Now().After(deadline) {
-			return r
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// referenceWait bounds how long resource waits for a referenced
-// resource's Diff to start.
-const referenceWait = 2 * time.Second
 
 // conn returns the connection, opening it on first use.
 func (d *Driver) conn() (*golibvirt.Libvirt, error) {
@@ -214,7 +187,6 @@ func localKVM() bool {
 
 // Diff implements apply.Driver.
 func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Entry) (*apply.Change, error) {
-	d.remember(r)
 	l, err := d.conn()
 	if err != nil {
 		return nil, err
@@ -249,7 +221,6 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 
 // Apply implements apply.Driver.
 func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, c *apply.Change, rep apply.Reporter) (*apply.Entry, error) {
-	d.remember(r)
 	l, err := d.conn()
 	if err != nil {
 		return nil, err

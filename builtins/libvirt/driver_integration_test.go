@@ -361,6 +361,7 @@ libvirt.volume("studiorun-test-iover-" + s, pool = p, base = base)
 	parallelDiff := func() map[runtime.Address]*apply.Change {
 		d := libvirt.NewDriver(testURI, root)
 		defer d.Close()
+		d.SetPlan(plan)
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		changes := map[runtime.Address]*apply.Change{}

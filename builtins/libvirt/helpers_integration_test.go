@@ -93,9 +93,7 @@ func (s state) diff(t *testing.T, d apply.Driver, r *runtime.Resource) *apply.Ch
 // order (dependencies first), as the engine does, and returns the changes.
 func (s state) up(t *testing.T, d apply.Driver, plan *runtime.Plan, rep apply.Reporter) map[runtime.Address]*apply.Change {
 	t.Helper()
-	if sp, ok := d.(interface{ SetPlan(*runtime.Plan) }); ok {
-		sp.SetPlan(plan)
-	}
+	d.SetPlan(plan)
 	changes := map[runtime.Address]*apply.Change{}
 	for _, r := range plan.Resources {
 		changes[r.Address] = s.diff(t, d, r)

@@ -93,6 +93,10 @@ type Reporter interface {
 // Apply returning a nil entry records nothing (objects the script reads
 // but does not own, such as existing_* kinds).
 type Driver interface {
+	// SetPlan gives the driver the plan before the first Diff, so that it
+	// resolves the references between resources (an overlay's base volume)
+	// whatever the order of the calls.
+	SetPlan(p *runtime.Plan)
 	// Diff compares the resource with the real object. owned is the state's
 	// entry for it, or nil when the script has not created it: a driver
 	// refuses (with an error naming the object) to adopt or overwrite an

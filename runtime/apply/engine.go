@@ -72,6 +72,22 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 		items = append(items, &item{res: r, entry: e.State.Entry(r.Address), attrs: attrs})
 	}
 	var errs []string
+	prepared := map[Driver]bool{}
+	for _, it := range items {
+		d, err := e.Router.Route(it.res.Kind(), it.attrs)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", it.res.Address, err))
+			continue
+		}
+		it.driver = d
+		if !prepared[d] {
+			d.SetPlan(p)
+			prepared[d] = true
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("cannot plan %d resource(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
+	}
 	var mu sync.Mutex
 	sem := make(chan struct{}, max(e.Parallel, 1))
 	var wg sync.WaitGroup
@@ -111,12 +127,7 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 }
 
 func (e *Engine) diff(ctx context.Context, it *item) error {
-	d, err := e.Router.Route(it.res.Kind(), it.attrs)
-	if err != nil {
-		return err
-	}
-	it.driver = d
-	c, err := d.Diff(ctx, it.res, it.entry)
+	c, err := it.driver.Diff(ctx, it.res, it.entry)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,8 @@ func newInjectDriver() *injectDriver {
 
 func (d *injectDriver) Route(string, json.RawMessage) (Driver, error) { return d, nil }
 
+func (d *injectDriver) SetPlan(*runtime.Plan) {}
+
 func (d *injectDriver) Diff(_ context.Context, r *runtime.Resource, owned *Entry) (*Change, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
