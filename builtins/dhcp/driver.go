@@ -306,44 +306,17 @@ func readLines(p string) ([]string, error) {
 }
 
 // writeLines replaces a file atomically with the sorted lines under a
-// header: a temporary file in the same directory, fsync, rename.
+// header.
 func writeLines(p string, lines []string) error {
 	sorted := append([]string(nil), lines...)
 	sort.Strings(sorted)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
 	var b strings.Builder
 	b.WriteString("# written by studiorun: changes here are overwritten\n")
 	for _, l := range sorted {
 		b.WriteString(l + "\n")
 	}
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(p)); err == nil {
-		_ = dir.Sync()
-		dir.Close()
-	}
-	return nil
+	return apply.WriteFileAtomic(p, []byte(b.String()), 0o644)
 }

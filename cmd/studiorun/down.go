@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+
 	"github.com/urfave/cli/v2"
+
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
 )
 
 func downCommand() *cli.Command {
@@ -16,29 +21,13 @@ func downCommand() *cli.Command {
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "delete without asking"},
 		),
 		Action: func(c *cli.Context) error {
-			plan, err := evaluate(c)
-			if err != nil {
-				return err
-			}
-			e, done, err := openEngine(c, plan)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, stop := interruptible(c)
-			defer stop()
-			changes, err := e.PlanDestroy()
-			if err != nil {
-				return err
-			}
-			e.Out.Changes(changes)
-			if changes.Empty() {
-				return nil
-			}
-			if err := confirm(c); err != nil {
-				return err
-			}
-			return e.Apply(ctx, changes)
+			return withEngine(c, func(ctx context.Context, e *apply.Engine, _ *runtime.Plan) error {
+				changes, err := e.PlanDestroy()
+				if err != nil {
+					return err
+				}
+				return applyChanges(ctx, c, e, changes)
+			})
 		},
 	}
 }

@@ -39,10 +39,35 @@ func openEngine(c *cli.Context, plan *runtime.Plan) (e *apply.Engine, done func(
 	}, nil
 }
 
-// interruptible returns a context that Ctrl-C or SIGTERM cancels: the
-// engine then starts nothing new and finishes what is running.
-func interruptible(c *cli.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+// withEngine evaluates the verb's script, opens its engine and runs fn
+// with a context that Ctrl-C or SIGTERM cancels (the engine then starts
+// nothing new and finishes what is running).
+func withEngine(c *cli.Context, fn func(ctx context.Context, e *apply.Engine, plan *runtime.Plan) error) error {
+	plan, err := evaluate(c)
+	if err != nil {
+		return err
+	}
+	e, done, err := openEngine(c, plan)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return fn(ctx, e, plan)
+}
+
+// applyChanges shows the changes and, when there are some, asks and
+// applies them.
+func applyChanges(ctx context.Context, c *cli.Context, e *apply.Engine, changes *apply.Changes) error {
+	e.Out.Changes(changes)
+	if changes.Empty() {
+		return nil
+	}
+	if err := confirm(c); err != nil {
+		return err
+	}
+	return e.Apply(ctx, changes)
 }
 
 // confirm asks before a verb changes anything, unless --yes. Without a

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+
 	"github.com/urfave/cli/v2"
+
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
 )
 
 func planCommand() *cli.Command {
@@ -17,32 +22,27 @@ func planCommand() *cli.Command {
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 without changes, 2 with changes, 1 on error"},
 		),
 		Action: func(c *cli.Context) error {
-			plan, err := evaluate(c)
-			if err != nil {
-				return err
-			}
 			if c.Bool("offline") {
+				plan, err := evaluate(c)
+				if err != nil {
+					return err
+				}
 				if c.Bool("json") {
 					return plan.RenderJSON(c.App.Writer)
 				}
 				return plan.RenderText(c.App.Writer)
 			}
-			e, done, err := openEngine(c, plan)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, stop := interruptible(c)
-			defer stop()
-			changes, err := e.Plan(ctx, plan)
-			if err != nil {
-				return err
-			}
-			e.Out.Changes(changes)
-			if c.Bool("detailed-exitcode") && !changes.Empty() {
-				return cli.Exit("", 2)
-			}
-			return nil
+			return withEngine(c, func(ctx context.Context, e *apply.Engine, plan *runtime.Plan) error {
+				changes, err := e.Plan(ctx, plan)
+				if err != nil {
+					return err
+				}
+				e.Out.Changes(changes)
+				if c.Bool("detailed-exitcode") && !changes.Empty() {
+					return cli.Exit("", 2)
+				}
+				return nil
+			})
 		},
 	}
 }

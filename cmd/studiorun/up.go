@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+
 	"github.com/urfave/cli/v2"
+
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
 )
 
 func upCommand() *cli.Command {
@@ -16,29 +21,13 @@ func upCommand() *cli.Command {
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "apply without asking"},
 		),
 		Action: func(c *cli.Context) error {
-			plan, err := evaluate(c)
-			if err != nil {
-				return err
-			}
-			e, done, err := openEngine(c, plan)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, stop := interruptible(c)
-			defer stop()
-			changes, err := e.Plan(ctx, plan)
-			if err != nil {
-				return err
-			}
-			e.Out.Changes(changes)
-			if changes.Empty() {
-				return nil
-			}
-			if err := confirm(c); err != nil {
-				return err
-			}
-			return e.Apply(ctx, changes)
+			return withEngine(c, func(ctx context.Context, e *apply.Engine, plan *runtime.Plan) error {
+				changes, err := e.Plan(ctx, plan)
+				if err != nil {
+					return err
+				}
+				return applyChanges(ctx, c, e, changes)
+			})
 		},
 	}
 }
