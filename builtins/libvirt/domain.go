@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"fmt"
+	"path"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -23,6 +24,11 @@ type Domain struct {
 	SerialConsole   bool             `json:"serial_console"`
 	ShutdownTimeout runtime.Duration `json:"shutdown_timeout"`
 	ReplaceOnChange []string         `json:"replace_on_change"`
+	// Direct kernel boot: paths on the hypervisor, and the kernel's
+	// command line.
+	Kernel  string `json:"kernel,omitempty"`
+	Initrd  string `json:"initrd,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
 }
 
 // DomainDisk is a volume attached to a domain.
@@ -61,7 +67,8 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "vcpu?", &spec.VCPU, "memory?", &memory,
 		"disks?", &disks, "nics?", &nics, "max_vcpu?", &maxVCPUArg, "max_memory?", &maxMemory,
 		"autostart?", &spec.Autostart, "running?", &spec.Running, "serial_console?", &spec.SerialConsole,
-		"shutdown_timeout?", &shutdownTimeout, "replace_on_change?", &replaceOnChange); err != nil {
+		"shutdown_timeout?", &shutdownTimeout, "replace_on_change?", &replaceOnChange,
+		"kernel?", &spec.Kernel, "initrd?", &spec.Initrd, "cmdline?", &spec.Cmdline); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
@@ -76,6 +83,9 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	}
 	if time.Duration(spec.ShutdownTimeout) < time.Second {
 		return nil, fmt.Errorf("%s: shutdown_timeout %s: want 1s or more, the time a guest has to shut down before it is forced off", where, spec.ShutdownTimeout)
+	}
+	if err := checkKernelBoot(&spec); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	var err error
 	if spec.ReplaceOnChange, err = unpackReplaceOnChange(replaceOnChange); err != nil {
@@ -136,6 +146,30 @@ func unpackResources(spec *Domain, memory, maxVCPU, maxMemory starlark.Value) er
 		}
 		if spec.MaxMemoryMiB < spec.MemoryMiB {
 			return fmt.Errorf("max_memory %d MiB is less than memory %d MiB", spec.MaxMemoryMiB, spec.MemoryMiB)
+		}
+	}
+	return nil
+}
+
+// checkKernelBoot checks the direct kernel boot arguments: kernel and
+// initrd are absolute paths on the hypervisor, and initrd and cmdline
+// need a kernel.
+func checkKernelBoot(spec *Domain) error {
+	if spec.Kernel == "" {
+		switch {
+		case spec.Initrd != "":
+			return fmt.Errorf("initrd %q needs kernel, the path on the hypervisor of the kernel that boots with it", spec.Initrd)
+		case spec.Cmdline != "":
+			return fmt.Errorf("cmdline %q needs kernel, the path on the hypervisor of the kernel it is passed to", spec.Cmdline)
+		}
+		return nil
+	}
+	for _, f := range []struct{ arg, p, example string }{
+		{"kernel", spec.Kernel, "/var/lib/libvirt/boot/vmlinuz"},
+		{"initrd", spec.Initrd, "/var/lib/libvirt/boot/initrd.img"},
+	} {
+		if f.p != "" && (!path.IsAbs(f.p) || path.Clean(f.p) != f.p || f.p == "/") {
+			return fmt.Errorf("%s %q: want an absolute path on the hypervisor such as %q", f.arg, f.p, f.example)
 		}
 	}
 	return nil

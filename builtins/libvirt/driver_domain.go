@@ -69,6 +69,7 @@ type domainOps struct {
 	attachDisks            []diskDevice
 	detachNICs, attachNICs []libvirtxml.DomainInterface
 	serial                 bool
+	kernelBoot             bool
 	autostart, start, stop bool
 }
 
@@ -183,6 +184,13 @@ func planDomain(v *domainView, spec *Domain, disks []diskDevice) *domainOps {
 	if hasSerial != spec.SerialConsole {
 		ops.serial = true
 		add("serial_console", strconv.FormatBool(hasSerial), strconv.FormatBool(spec.SerialConsole), "", false)
+	}
+	hk, hi, hc := kernelBoot(x)
+	for _, a := range []struct{ name, have, want string }{{"kernel", hk, spec.Kernel}, {"initrd", hi, spec.Initrd}, {"cmdline", hc, spec.Cmdline}} {
+		if a.have != a.want {
+			ops.kernelBoot = true
+			add(a.name, a.have, a.want, "", false)
+		}
 	}
 	if v.auto != spec.Autostart {
 		ops.autostart = true
@@ -415,6 +423,16 @@ func (d *Driver) updateDomain(ctx context.Context, l *golibvirt.Libvirt, r *runt
 	if ops.serial {
 		if err := d.setSerial(l, dom, spec.SerialConsole); err != nil {
 			return fail("change the serial console of", err)
+		}
+	}
+	if ops.kernelBoot {
+		if err := d.editDefinition(l, dom, r.Address, nil, func(x *libvirtxml.Domain) {
+			if x.OS == nil {
+				x.OS = &libvirtxml.DomainOS{}
+			}
+			setKernelBoot(x.OS, spec)
+		}); err != nil {
+			return fail("change the kernel boot of", err)
 		}
 	}
 	if ops.autostart {

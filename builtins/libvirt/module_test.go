@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -172,5 +173,33 @@ libvirt.volume("top.qcow2", pool = pool, base = base, size = "10GiB")
 	want := `main.star:4:15: libvirt.volume "top.qcow2": size 10240 MiB is smaller than its base libvirt.volume.base.qcow2 (20480 MiB): an overlay can grow, not shrink`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+func TestDomainDirectKernelBoot(t *testing.T) {
+	p := mustEval(t, `libvirt.domain("tiny", kernel = "/var/lib/libvirt/boot/vmlinuz", initrd = "/var/lib/libvirt/boot/initrd.img", cmdline = "console=ttyS0")`)
+	attrs, err := p.Resource("libvirt.domain.tiny").Attributes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"vcpu":1,"memory_mib":1024,"disks":[],"nics":[],"autostart":false,"running":true,"serial_console":true,"shutdown_timeout":"2m0s","replace_on_change":[],"kernel":"/var/lib/libvirt/boot/vmlinuz","initrd":"/var/lib/libvirt/boot/initrd.img","cmdline":"console=ttyS0"}`
+	if string(attrs) != want {
+		t.Errorf("attributes:\n got %s\nwant %s", attrs, want)
+	}
+	for _, tc := range []struct{ args, want string }{
+		{`kernel = "/boot/vmlinuz"`, ``},
+		{`kernel = "boot/vmlinuz"`, `kernel "boot/vmlinuz": want an absolute path on the hypervisor such as "/var/lib/libvirt/boot/vmlinuz"`},
+		{`kernel = "/boot/vmlinuz", initrd = "/boot/../initrd.img"`, `initrd "/boot/../initrd.img": want an absolute path on the hypervisor such as "/var/lib/libvirt/boot/initrd.img"`},
+		{`initrd = "/boot/initrd.img"`, `initrd "/boot/initrd.img" needs kernel, the path on the hypervisor of the kernel that boots with it`},
+		{`cmdline = "quiet"`, `cmdline "quiet" needs kernel, the path on the hypervisor of the kernel it is passed to`},
+	} {
+		_, err := eval(t, `libvirt.domain("tiny", `+tc.args+`)`)
+		want := ""
+		if tc.want != "" {
+			want = `main.star:1:15: libvirt.domain "tiny": ` + tc.want
+		}
+		if got := fmt.Sprint(err); (err == nil) != (want == "") || (err != nil && got != want) {
+			t.Errorf("%s:\n got %v\nwant %s", tc.args, err, want)
+		}
 	}
 }

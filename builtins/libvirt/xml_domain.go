@@ -157,6 +157,7 @@ func (d *Driver) domainXML(l *golibvirt.Libvirt, r *runtime.Resource, spec *Doma
 		x.OS.Type.Arch = "x86_64"
 		x.Features.APIC = &libvirtxml.DomainFeatureAPIC{}
 	}
+	setKernelBoot(x.OS, spec)
 	used := map[string]bool{}
 	scsi := false
 	for _, dev := range disks {
@@ -177,6 +178,21 @@ func (d *Driver) domainXML(l *golibvirt.Libvirt, r *runtime.Resource, spec *Doma
 		}}
 	}
 	return x
+}
+
+// setKernelBoot sets the direct kernel boot of a domain's <os>: its
+// <kernel>, <initrd> and <cmdline>, or none of them.
+func setKernelBoot(o *libvirtxml.DomainOS, spec *Domain) {
+	o.Kernel, o.Initrd, o.Cmdline = spec.Kernel, spec.Initrd, spec.Cmdline
+}
+
+// kernelBoot returns the direct kernel boot of a domain's definition as
+// the arguments of libvirt.domain name it.
+func kernelBoot(x *libvirtxml.Domain) (kernel, initrd, cmdline string) {
+	if x.OS == nil {
+		return "", "", ""
+	}
+	return x.OS.Kernel, x.OS.Initrd, x.OS.Cmdline
 }
 
 // serialXML is the guest's serial port on a pty (virsh console).

@@ -36,6 +36,9 @@ func TestPlanDomainLiveNextBootOrReplace(t *testing.T) {
 		{"a NIC is attached with its MAC", Domain{VCPU: 2, MaxVCPU: 4, MemoryMiB: 1024, MaxMemoryMiB: 2048, Running: true,
 			NICs: []DomainNIC{{Network: runtime.Address("libvirt.network.studio"), MAC: "02:00:00:00:00:01", Model: "virtio"}}},
 			`[{"name":"nics","new":"02:00:00:00:00:01","note":"attached"}]`, false},
+		{"a kernel to boot directly is for the next boot", Domain{VCPU: 2, MaxVCPU: 4, MemoryMiB: 1024, MaxMemoryMiB: 2048, Running: true,
+			Kernel: "/boot/vmlinuz", Cmdline: "console=ttyS0"},
+			`[{"name":"kernel","new":"/boot/vmlinuz","note":"takes effect at next boot"},{"name":"cmdline","new":"console=ttyS0","note":"takes effect at next boot"}]`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ops := planDomain(runningDomain(), &tc.spec, nil)
