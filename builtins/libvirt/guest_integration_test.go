@@ -19,6 +19,8 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/studiorun/studiorun/runtime/apply"
 )
 
 const (
@@ -264,6 +266,15 @@ libvirt.domain(%q, memory = 256, vcpu = 1, nics = [libvirt.nic(network = net, ma
 		t.Errorf("lease hostname %q, want %q", hostname, guestHostname)
 	}
 
+	// The definition read back has the kernel boot the plan declared: no
+	// change to show (the guest may be off already: running may differ).
+	domAddr := resourceOf(t, plan, "libvirt.domain", "studiorun-test-lease-guest-").Address
+	for _, a := range st.diff(t, d, plan.Resource(domAddr)).Attrs {
+		if a.Name == "kernel" || a.Name == "initrd" || a.Name == "cmdline" {
+			t.Errorf("after up, %s: %q -> %q, want no change", a.Name, a.Old, a.New)
+		}
+	}
+
 	// The network's DNS (dnsmasq on the gateway) answers the name.
 	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var dialer net.Dialer
@@ -299,4 +310,42 @@ libvirt.domain(%q, memory = 256, vcpu = 1, nics = [libvirt.nic(network = net, ma
 	if !strings.Contains(console.String(), "studiorun-guest: bound eth0 ip="+reserved.String()) {
 		t.Logf("the console did not show the lease (it is read from after the start)")
 	}
+}
+
+// TestGuestKernelBootChangeIsForTheNextBoot changes the kernel command
+// line of a running domain on test:///default: an update of the
+// persistent definition, marked "takes effect at next boot", on the same
+// domain, after which the plan is empty.
+func TestGuestKernelBootChangeIsForTheNextBoot(t *testing.T) {
+	needLibvirt(t)
+	root := t.TempDir()
+	d := newDriver(t, testURI, root)
+	l := connect(t, testURI)
+	st := state{}
+	rep := &reporter{}
+	script := func(cmdline string) string {
+		return fmt.Sprintf(`libvirt.domain("studiorun-test-kboot-%s", memory = 128, kernel = "/var/lib/libvirt/boot/vmlinuz", cmdline = %q)`, suffix, cmdline)
+	}
+	plan := evalScript(t, root, script("console=ttyS0"))
+	st.up(t, d, plan, rep)
+	st.allNoOp(t, d, plan)
+	r := resourceOf(t, plan, "libvirt.domain", "studiorun-test-kboot-")
+	before, err := l.DomainLookupByName(r.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	plan2 := evalScript(t, root, script("console=ttyS0 quiet"))
+	c := st.diff(t, d, plan2.Resource(r.Address))
+	want := `[{"name":"cmdline","old":"console=ttyS0","new":"console=ttyS0 quiet","note":"takes effect at next boot"}]`
+	if c.Action != apply.Update || jsonOf(c.Attrs) != want {
+		t.Fatalf("diff = %s %s, want an update %s", c.Action, jsonOf(c.Attrs), want)
+	}
+	st.up(t, d, plan2, rep)
+	st.allNoOp(t, d, plan2)
+	after, err := l.DomainLookupByName(r.Name)
+	if err != nil || after.UUID != before.UUID || after.ID != before.ID {
+		t.Errorf("the domain changed identity: %v", err)
+	}
+	st.down(t, d, plan2, rep)
 }
