@@ -215,8 +215,25 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 	if err != nil {
 		return nil, err
 	}
+	if owned != nil && owned.Incomplete && c.Action == apply.NoOp {
+		finishInterrupted(r, c)
+	}
 	c.Address = r.Address
 	return c, nil
+}
+
+// finishInterrupted turns a no-op on an object whose creation a killed run
+// interrupted into the change that completes it: a volume is created again
+// (its upload may be partial); the others are applied again, which starts
+// what was defined but not started and records the object as complete.
+func finishInterrupted(r *runtime.Resource, c *apply.Change) {
+	if _, ok := r.Spec.(*Volume); ok {
+		c.Action = apply.Replace
+		c.Attrs = append(c.Attrs, apply.AttrChange{Name: "volume", ForcesReplace: true, Note: "its creation was interrupted: created again"})
+		return
+	}
+	c.Action = apply.Update
+	c.Attrs = append(c.Attrs, apply.AttrChange{Name: r.Kind(), Note: "its creation was interrupted: finished"})
 }
 
 // Apply implements apply.Driver.

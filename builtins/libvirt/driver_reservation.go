@@ -101,6 +101,11 @@ func (d *Driver) diffReservation(l *golibvirt.Libvirt, r *runtime.Resource, spec
 	}
 	if len(c.Attrs) > 0 {
 		c.Action = apply.Update
+	} else if owned == nil {
+		// The entry is there but the state lost it (the network was created
+		// with its reservations, and the run was killed before they were
+		// recorded): record it, so that removing the host deletes it.
+		c.Recovered = entry(r, string(spec.MAC))
 	}
 	return c, nil
 }

@@ -152,6 +152,13 @@ func readVolume(l *golibvirt.Libvirt, pool, name string) (golibvirt.StorageVol, 
 	if err != nil {
 		return v, nil, err
 	}
+	// A pool defined but not started (a run killed in between) holds no
+	// volume that libvirt can list yet.
+	if active, err := l.StoragePoolIsActive(p); err != nil {
+		return v, nil, err
+	} else if active == 0 {
+		return v, nil, nil
+	}
 	v, err = l.StorageVolLookupByName(p, name)
 	if isNotFound(err) {
 		return v, nil, nil

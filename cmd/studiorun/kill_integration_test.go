@@ -382,14 +382,6 @@ func checkConverged(t *testing.T, c binCLI, l *golibvirt.Libvirt, n int, what st
 	return ok
 }
 
-// knownKillBugs are the product bugs that make the kill -9 convergence
-// subtest fail (see the report of the session that wrote this test);
-// STUDIORUN_KILL_KNOWN_BUGS=run runs it anyway.
-const knownKillBugs = "known product bugs (STUDIORUN_KILL_KNOWN_BUGS=run runs it): " +
-	"(1) libvirt volume Diff fails on a pool defined but not started by a killed up (builtins/libvirt/driver_volume.go readVolume: 'storage pool is not active'); " +
-	"(2) an incomplete state entry whose object exists is diffed NoOp and stays incomplete forever (runtime/apply/engine.go Apply/recover; driver_volume.go diffVolume with an empty ID); " +
-	"(3) reservations created with their network (driver_network.go) by a killed up are diffed NoOp without being recorded (driver_reservation.go diffReservation ignores owned), so a later removal leaves an orphan DHCP host"
-
 // TestKillUpConverges kills `up` with SIGKILL at 20 seeded random points
 // of its run (before it changes anything, while it applies, after it has
 // finished) and checks that the next `up` converges: exit 0, an empty
@@ -438,9 +430,6 @@ func TestKillUpConverges(t *testing.T) {
 	t.Logf("uninterrupted: up of 6 hosts %v, up from 6 to 3 hosts %v", createTime, shrinkTime)
 
 	t.Run("killed at 20 points", func(t *testing.T) {
-		if os.Getenv("STUDIORUN_KILL_KNOWN_BUGS") != "run" {
-			t.Skip(knownKillBugs)
-		}
 		c := c
 		c.tb = t
 		up := func(n int) string {
