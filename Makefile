@@ -31,8 +31,12 @@ lint:
 fuzz:
 	$(GO) test ./builtins -run '^$$' -fuzz '^FuzzEval$$' -fuzztime 60s
 
+# Evaluation of 1000 hosts; up of 50 domains at --parallel 1 and 8 and a
+# no-op up of the 3-host studio, on libvirt's test driver (needs libvirtd).
 bench:
 	$(GO) test ./builtins -run '^$$' -bench '^BenchmarkEvalStudio$$' -benchmem -count 5
+	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkUp50Domains$$' -benchtime 3x -count 3
+	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkNoopUpStudio3$$' -benchtime 20x -count 3
 
 clean:
 	rm -rf build

@@ -345,3 +345,48 @@ func TestJSONEvents(t *testing.T) {
 		t.Errorf("event counts: %v", types)
 	}
 }
+
+// TestStateFileRoundTrips writes entries from many goroutines at once and
+// reads the file back: valid JSON, every entry there, sorted.
+func TestStateFileRoundTrips(t *testing.T) {
+	root := t.TempDir()
+	s, err := OpenState(root, "scripts/studio.star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addr := runtime.Address(fmt.Sprintf("test.thing.t%02d", i))
+			if err := s.Put(&Entry{Address: addr, Kind: "test.thing", Name: addr.Name(), Spec: json.RawMessage(`{"size":1}`)}); err != nil {
+				t.Error(err)
+			}
+			if i%4 == 0 {
+				if err := s.Remove(addr); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s.Close()
+	s, err = OpenState(root, "scripts/studio.star")
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	entries := s.Entries()
+	if len(entries) != 30 {
+		t.Fatalf("%d entries, want 30", len(entries))
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i-1].Address >= entries[i].Address {
+			t.Errorf("entries not sorted: %s before %s", entries[i-1].Address, entries[i].Address)
+		}
+	}
+	if string(entries[0].Spec) != `{"size":1}` && !strings.Contains(string(entries[0].Spec), `"size": 1`) {
+		t.Errorf("spec = %s", entries[0].Spec)
+	}
+}

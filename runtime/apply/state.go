@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +29,16 @@ type State struct {
 	script  string
 	mu      sync.Mutex
 	entries map[runtime.Address]*Entry
+	encoded map[runtime.Address][]byte // each entry's JSON, encoded once per change
 	lock    *os.File
+
+	// Group commit: changes made while a write is under way are written
+	// together by the next one; each Put or Remove returns once a write
+	// that includes it is on disk.
+	written  *sync.Cond
+	changes  uint64 // changes made so far
+	saved    uint64 // changes on disk
+	writing  bool
 }
 
 type stateFile struct {
@@ -56,7 +66,8 @@ func OpenState(root, script string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", script, err)
 	}
-	s := &State{path: path, script: script, entries: map[runtime.Address]*Entry{}, lock: lock}
+	s := &State{path: path, script: script, entries: map[runtime.Address]*Entry{}, encoded: map[runtime.Address][]byte{}, lock: lock}
+	s.written = sync.NewCond(&s.mu)
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -75,7 +86,10 @@ func OpenState(root, script string) (*State, error) {
 		return nil, fmt.Errorf("state %s has version %d; this studiorun reads version %d", path, f.Version, stateVersion)
 	}
 	for _, e := range f.Entries {
-		s.entries[e.Address] = e
+		if err := s.setLocked(e); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -139,8 +153,10 @@ func (s *State) sortedLocked() []*Entry {
 func (s *State) Put(e *Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.entries[e.Address] = e
-	return s.saveLocked()
+	if err := s.setLocked(e); err != nil {
+		return err
+	}
+	return s.commitLocked()
 }
 
 // Remove forgets an address and writes the state.
@@ -148,20 +164,63 @@ func (s *State) Remove(addr runtime.Address) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.entries, addr)
-	return s.saveLocked()
+	delete(s.encoded, addr)
+	return s.commitLocked()
 }
 
-// saveLocked writes the state atomically: a temporary file in the same
-// folder, fsync, rename, fsync of the folder.
-func (s *State) saveLocked() error {
-	data, err := json.MarshalIndent(stateFile{Version: stateVersion, Script: s.script, Entries: s.sortedLocked()}, "", "  ")
+func (s *State) setLocked(e *Entry) error {
+	data, err := json.MarshalIndent(e, "    ", "  ")
 	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+		return fmt.Errorf("encode state of %s: %w", e.Address, err)
 	}
-	if err := WriteFileAtomic(s.path, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write state: %w", err)
+	s.entries[e.Address] = e
+	s.encoded[e.Address] = data
+	return nil
+}
+
+// commitLocked writes the state and returns once the change just made is
+// on disk. One caller writes at a time, everything changed up to its
+// start; the others wait for the write that covers their change.
+func (s *State) commitLocked() error {
+	s.changes++
+	mine := s.changes
+	for s.saved < mine {
+		if s.writing {
+			s.written.Wait()
+			continue
+		}
+		s.writing = true
+		upTo, data := s.changes, s.snapshotLocked()
+		s.mu.Unlock()
+		err := WriteFileAtomic(s.path, data, 0o600)
+		s.mu.Lock()
+		s.writing = false
+		if err == nil {
+			s.saved = upTo
+		}
+		s.written.Broadcast()
+		if err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
 	}
 	return nil
+}
+
+// snapshotLocked renders the state file from the encoded entries, sorted
+// by address.
+func (s *State) snapshotLocked() []byte {
+	var b bytes.Buffer
+	script, _ := json.Marshal(s.script)
+	fmt.Fprintf(&b, "{\n  \"version\": %d,\n  \"script\": %s,\n  \"entries\": [", stateVersion, script)
+	for i, e := range s.sortedLocked() {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n    ")
+		b.Write(s.encoded[e.Address])
+	}
+	b.WriteString("\n  ]\n}\n")
+	return b.Bytes()
 }
 
 // WriteFileAtomic replaces path with data: written to a temporary file in
