@@ -35,10 +35,10 @@ type State struct {
 	// Group commit: changes made while a write is under way are written
 	// together by the next one; each Put or Remove returns once a write
 	// that includes it is on disk.
-	written  *sync.Cond
-	changes  uint64 // changes made so far
-	saved    uint64 // changes on disk
-	writing  bool
+	written *sync.Cond
+	changes uint64 // changes made so far
+	saved   uint64 // changes on disk
+	writing bool
 }
 
 type stateFile struct {
