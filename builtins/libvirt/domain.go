@@ -29,6 +29,8 @@ type Domain struct {
 	Kernel  string `json:"kernel,omitempty"`
 	Initrd  string `json:"initrd,omitempty"`
 	Cmdline string `json:"cmdline,omitempty"`
+	// On is the hypervisor's URI; "" for --libvirt-uri.
+	On string `json:"on,omitempty"`
 }
 
 // DomainDisk is a volume attached to a domain.
@@ -60,7 +62,7 @@ var replaceable = []string{"disks", "max_memory", "max_vcpu", "memory", "nics", 
 func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
 	var memory starlark.Value = starlark.MakeInt(1024)
-	var maxVCPUArg, maxMemory starlark.Value = starlark.None, starlark.None
+	var maxVCPUArg, maxMemory, on starlark.Value = starlark.None, starlark.None, starlark.None
 	var shutdownTimeout starlark.Value = starlark.String("2m")
 	disks, nics, replaceOnChange := starlark.Value(starlark.NewList(nil)), starlark.Value(starlark.NewList(nil)), starlark.Value(starlark.NewList(nil))
 	spec := Domain{VCPU: 1, Running: true, SerialConsole: true}
@@ -68,13 +70,17 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		"disks?", &disks, "nics?", &nics, "max_vcpu?", &maxVCPUArg, "max_memory?", &maxMemory,
 		"autostart?", &spec.Autostart, "running?", &spec.Running, "serial_console?", &spec.SerialConsole,
 		"shutdown_timeout?", &shutdownTimeout, "replace_on_change?", &replaceOnChange,
-		"kernel?", &spec.Kernel, "initrd?", &spec.Initrd, "cmdline?", &spec.Cmdline); err != nil {
+		"kernel?", &spec.Kernel, "initrd?", &spec.Initrd, "cmdline?", &spec.Cmdline, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
 	where := fmt.Sprintf("%s %q", b.Name(), name)
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
 	if err := unpackResources(&spec, memory, maxVCPUArg, maxMemory); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -87,7 +93,6 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := checkKernelBoot(&spec); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	var err error
 	if spec.ReplaceOnChange, err = unpackReplaceOnChange(replaceOnChange); err != nil {
 		return nil, fmt.Errorf("%s: replace_on_change: %w", where, err)
 	}
@@ -98,6 +103,12 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	nicDeps, err := unpackNICs(&spec, nics)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if err := checkDomainHypervisor(thread, b.Name(), where, &spec); err != nil {
+		return nil, err
+	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
 	}
 	r, err := runtime.Declare(thread, b.Name(), name, &spec, append(diskDeps, nicDeps...)...)
 	if err != nil {
@@ -282,4 +293,31 @@ func listItems(v starlark.Value, want string) ([]starlark.Value, error) {
 		items[i] = seq.Index(i)
 	}
 	return items, nil
+}
+
+// checkDomainHypervisor refuses a disk volume or a NIC network on another
+// hypervisor than the domain's.
+func checkDomainHypervisor(thread *starlark.Thread, fn, where string, spec *Domain) error {
+	bld, err := runtime.BuilderOf(thread, fn)
+	if err != nil {
+		return err
+	}
+	for _, d := range spec.Disks {
+		if vol := bld.Resource(d.Volume); vol != nil {
+			if err := checkSameHypervisor(where, "disk", vol, spec.On); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range spec.NICs {
+		if n.Network == "" {
+			continue
+		}
+		if net := bld.Resource(n.Network); net != nil {
+			if err := checkSameHypervisor(where, "NIC network", net, spec.On); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -26,10 +26,15 @@ func checkDisks(b *runtime.Builder) error {
 		switch spec := r.Spec.(type) {
 		case *ExistingVolume:
 			if spec.Pool == "" {
-				spec.Pool = declaredPool(b, spec.poolName)
-				if spec.Pool != "" {
-					b.AddDependency(r, spec.Pool)
+				pool := declaredPool(b, spec.poolName, spec.On)
+				if pool == nil {
+					break
 				}
+				if err := checkSameHypervisor(describe(r), "pool", pool, spec.On); err != nil {
+					return &runtime.Error{Pos: r.Pos, Msg: err.Error()}
+				}
+				spec.Pool = pool.Address
+				b.AddDependency(r, spec.Pool)
 			}
 		case *Volume:
 			if _, seen := baseOf[spec.Base]; spec.Base != "" && !seen {
@@ -66,15 +71,21 @@ func checkDisks(b *runtime.Builder) error {
 	return nil
 }
 
-// declaredPool returns the address of the pool or existing pool with the
-// given libvirt name, or "".
-func declaredPool(b *runtime.Builder, name string) runtime.Address {
+// declaredPool returns the pool or existing pool with the given libvirt
+// name, preferring one on the hypervisor on, or nil.
+func declaredPool(b *runtime.Builder, name, on string) *runtime.Resource {
+	var found *runtime.Resource
 	for _, kind := range poolKinds {
 		if r := b.Resource(runtime.Address(kind + "." + name)); r != nil {
-			return r.Address
+			if HypervisorOf(r.Spec) == on {
+				return r
+			}
+			if found == nil {
+				found = r
+			}
 		}
 	}
-	return ""
+	return found
 }
 
 // nicOf is the domain and NIC that hold a MAC address.

@@ -13,18 +13,23 @@ import (
 
 // Module is the libvirt module:
 //
-//	libvirt.pool(name, path, type="dir") -> libvirt.pool
-//	libvirt.existing_pool(name) -> libvirt.existing_pool
-//	libvirt.volume(name, pool, source=None, base=None, size=None, format="qcow2") -> libvirt.volume
-//	libvirt.existing_volume(name, pool) -> libvirt.existing_volume
+//	libvirt.hypervisor(uri, name=None) -> libvirt.hypervisor (a value for on=)
+//	libvirt.pool(name, path, type="dir", on=None) -> libvirt.pool
+//	libvirt.existing_pool(name, on=None) -> libvirt.existing_pool
+//	libvirt.volume(name, pool, source=None, base=None, size=None, format="qcow2", on=None) -> libvirt.volume
+//	libvirt.existing_volume(name, pool, on=None) -> libvirt.existing_volume
 //	libvirt.network(name, subnet, gateway=None, dhcp_range=None, mode="nat",
-//	                domain=None, bridge=None, autostart=True) -> libvirt.network
-//	libvirt.existing_network(name) -> libvirt.existing_network
+//	                domain=None, bridge=None, autostart=True, on=None) -> libvirt.network
+//	libvirt.existing_network(name, on=None) -> libvirt.existing_network
 //	libvirt.nic(network=None, bridge=None, mac=None, model="virtio") -> libvirt.nic
 //	libvirt.disk(volume, bus="virtio") -> libvirt.disk
 //	libvirt.domain(name, vcpu=1, memory=1024, disks=[], nics=[], max_vcpu=None,
 //	               max_memory=None, autostart=False, running=True, serial_console=True,
-//	               shutdown_timeout="2m", replace_on_change=[]) -> libvirt.domain
+//	               shutdown_timeout="2m", replace_on_change=[], kernel=None, initrd=None,
+//	               cmdline=None, on=None) -> libvirt.domain
+//
+// on = a libvirt.hypervisor places a resource on that host; without it the
+// resource is on the CLI's --libvirt-uri.
 var Module = &starlarkstruct.Module{
 	Name: "libvirt",
 	Members: starlark.StringDict{
@@ -37,6 +42,7 @@ var Module = &starlarkstruct.Module{
 		"nic":              starlark.NewBuiltin("libvirt.nic", nic),
 		"disk":             starlark.NewBuiltin("libvirt.disk", disk),
 		"domain":           starlark.NewBuiltin("libvirt.domain", domain),
+		"hypervisor":       starlark.NewBuiltin("libvirt.hypervisor", hypervisor),
 	},
 }
 

@@ -22,6 +22,7 @@ type Network struct {
 	Domain    string         `json:"domain,omitempty"`
 	Bridge    string         `json:"bridge,omitempty"`
 	Autostart bool           `json:"autostart"`
+	On        string         `json:"on,omitempty"` // the hypervisor's URI; "" for --libvirt-uri
 }
 
 // IPRange is an inclusive range of addresses: a network's DHCP pool.
@@ -44,7 +45,9 @@ func (n *Network) DHCPGateway() (netip.Addr, bool) { return n.Gateway.Addr(), tr
 
 // ExistingNetwork is the spec of libvirt.existing_network: a network that
 // the script attaches NICs to but does not own, such as "default".
-type ExistingNetwork struct{}
+type ExistingNetwork struct {
+	On string `json:"on,omitempty"`
+}
 
 // Kind implements runtime.Spec.
 func (*ExistingNetwork) Kind() string { return "libvirt.existing_network" }
@@ -55,17 +58,21 @@ var networkKinds = []string{"libvirt.network", "libvirt.existing_network"}
 // network implements libvirt.network.
 func network(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	var gateway, dhcpRange, domainName, bridge starlark.Value = starlark.None, starlark.None, starlark.None, starlark.None
+	var gateway, dhcpRange, domainName, bridge, on starlark.Value = starlark.None, starlark.None, starlark.None, starlark.None, starlark.None
 	spec := Network{Mode: "nat", Autostart: true}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "subnet", &spec.Subnet,
 		"gateway?", &gateway, "dhcp_range?", &dhcpRange, "mode?", &spec.Mode, "domain?", &domainName,
-		"bridge?", &bridge, "autostart?", &spec.Autostart); err != nil {
+		"bridge?", &bridge, "autostart?", &spec.Autostart, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
 	where := fmt.Sprintf("%s %q", b.Name(), name)
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
 	if err := checkOneOf(where+": mode", spec.Mode, "nat", "route", "isolated"); err != nil {
 		return nil, err
 	}
@@ -101,17 +108,22 @@ func network(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, err
 	}
 	for _, other := range bld.Resources() {
-		if o, ok := other.Spec.(*Network); ok && o.Subnet.Prefix().Overlaps(spec.Subnet.Prefix()) {
+		// libvirt refuses overlapping networks on one host; two hosts'
+		// NAT networks may share a subnet.
+		if o, ok := other.Spec.(*Network); ok && o.On == spec.On && o.Subnet.Prefix().Overlaps(spec.Subnet.Prefix()) {
 			return nil, fmt.Errorf("%s: subnet %s overlaps subnet %s of %s at %s: libvirt refuses networks that share addresses", where, spec.Subnet, o.Subnet, other.Address, other.Pos)
 		}
+	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
 	}
 	r, err := runtime.Declare(thread, b.Name(), name, &spec)
 	if err != nil {
 		return nil, err
 	}
-	keys := []uniqueKey{networkNameKey(name)}
+	keys := []uniqueKey{networkNameKey(name, spec.On)}
 	if spec.Bridge != "" {
-		keys = append(keys, uniqueKey{namespace: "libvirt.network bridge", key: spec.Bridge, what: "bridge " + spec.Bridge})
+		keys = append(keys, uniqueKey{namespace: onNamespace("libvirt.network bridge", spec.On), key: spec.Bridge, what: "bridge " + spec.Bridge})
 	}
 	if err := claim(thread, b.Name(), where, r, keys...); err != nil {
 		return nil, err
@@ -188,26 +200,36 @@ func checkBridgeName(s string) error {
 
 var bridgeRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
-// networkNameKey makes a network's libvirt name unique across
-// libvirt.network and libvirt.existing_network.
-func networkNameKey(name string) uniqueKey {
-	return uniqueKey{namespace: "libvirt.network name", key: name, what: "network name " + name}
+// networkNameKey makes a network's libvirt name unique on its hypervisor
+// across libvirt.network and libvirt.existing_network.
+func networkNameKey(name, on string) uniqueKey {
+	return uniqueKey{namespace: onNamespace("libvirt.network name", on), key: name, what: "network name " + name}
 }
 
 // existingNetwork implements libvirt.existing_network.
 func existingNetwork(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+	var on starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
-	r, err := runtime.Declare(thread, b.Name(), name, &ExistingNetwork{})
+	where := fmt.Sprintf("%s %q", b.Name(), name)
+	var spec ExistingNetwork
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
+	}
+	r, err := runtime.Declare(thread, b.Name(), name, &spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := claim(thread, b.Name(), fmt.Sprintf("%s %q", b.Name(), name), r, networkNameKey(name)); err != nil {
+	if err := claim(thread, b.Name(), where, r, networkNameKey(name, spec.On)); err != nil {
 		return nil, err
 	}
 	return runtime.NewRef(r), nil

@@ -12,7 +12,8 @@ import (
 // Pool is the spec of libvirt.pool: a storage pool that the script owns.
 type Pool struct {
 	Type string `json:"type"`
-	Path string `json:"path"` // on the hypervisor
+	Path string `json:"path"`         // on the hypervisor
+	On   string `json:"on,omitempty"` // the hypervisor's URI; "" for --libvirt-uri
 }
 
 // Kind implements runtime.Spec.
@@ -20,7 +21,9 @@ func (*Pool) Kind() string { return "libvirt.pool" }
 
 // ExistingPool is the spec of libvirt.existing_pool: a storage pool that
 // the script uses but does not own; the driver only reads it.
-type ExistingPool struct{}
+type ExistingPool struct {
+	On string `json:"on,omitempty"`
+}
 
 // Kind implements runtime.Spec.
 func (*ExistingPool) Kind() string { return "libvirt.existing_pool" }
@@ -31,26 +34,34 @@ var poolKinds = []string{"libvirt.pool", "libvirt.existing_pool"}
 // pool implements libvirt.pool.
 func pool(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
+	var on starlark.Value = starlark.None
 	spec := Pool{Type: "dir"}
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "path", &spec.Path, "type?", &spec.Type); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "path", &spec.Path, "type?", &spec.Type, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
 	where := fmt.Sprintf("%s %q", b.Name(), name)
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
 	if err := checkOneOf(where+": type", spec.Type, "dir"); err != nil {
 		return nil, err
 	}
 	if err := checkHostPath(spec.Path); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
+	}
 	r, err := runtime.Declare(thread, b.Name(), name, &spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := claim(thread, b.Name(), where, r, poolNameKey(name), uniqueKey{
-		namespace: "libvirt.pool path", key: spec.Path, what: "path " + spec.Path,
+	if err := claim(thread, b.Name(), where, r, poolNameKey(name, spec.On), uniqueKey{
+		namespace: onNamespace("libvirt.pool path", spec.On), key: spec.Path, what: "path " + spec.Path,
 		hint: "two pools cannot share a directory",
 	}); err != nil {
 		return nil, err
@@ -70,24 +81,35 @@ func checkHostPath(p string) error {
 // existingPool implements libvirt.existing_pool.
 func existingPool(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+	var on starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
-	r, err := runtime.Declare(thread, b.Name(), name, &ExistingPool{})
+	where := fmt.Sprintf("%s %q", b.Name(), name)
+	var spec ExistingPool
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
+	}
+	r, err := runtime.Declare(thread, b.Name(), name, &spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := claim(thread, b.Name(), fmt.Sprintf("%s %q", b.Name(), name), r, poolNameKey(name)); err != nil {
+	if err := claim(thread, b.Name(), where, r, poolNameKey(name, spec.On)); err != nil {
 		return nil, err
 	}
 	return runtime.NewRef(r), nil
 }
 
-// poolNameKey makes a pool's libvirt name unique across libvirt.pool and
-// libvirt.existing_pool: one pool cannot be both owned and not owned.
-func poolNameKey(name string) uniqueKey {
-	return uniqueKey{namespace: "libvirt.pool name", key: name, what: "pool name " + name}
+// poolNameKey makes a pool's libvirt name unique on its hypervisor across
+// libvirt.pool and libvirt.existing_pool: one pool cannot be both owned
+// and not owned.
+func poolNameKey(name, on string) uniqueKey {
+	return uniqueKey{namespace: onNamespace("libvirt.pool name", on), key: name, what: "pool name " + name}
 }

@@ -19,6 +19,7 @@ type Volume struct {
 	Source  string          `json:"source,omitempty"` // relative to the project root, or absolute
 	Base    runtime.Address `json:"base,omitempty"`
 	SizeMiB runtime.MiB     `json:"size_mib,omitempty"`
+	On      string          `json:"on,omitempty"` // the hypervisor's URI; "" for --libvirt-uri
 }
 
 // Kind implements runtime.Spec.
@@ -29,6 +30,7 @@ func (*Volume) Kind() string { return "libvirt.volume" }
 // declared pool after evaluation.
 type ExistingVolume struct {
 	Pool     runtime.Address `json:"pool"`
+	On       string          `json:"on,omitempty"`
 	poolName string
 }
 
@@ -45,18 +47,25 @@ var errVolumeOrigin = errors.New("want exactly one of source (a local image file
 func volume(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
 	var poolArg starlark.Value
-	var source, base, size starlark.Value = starlark.None, starlark.None, starlark.None
+	var source, base, size, on starlark.Value = starlark.None, starlark.None, starlark.None, starlark.None
 	spec := Volume{Format: "qcow2"}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "pool", &poolArg,
-		"source?", &source, "base?", &base, "size?", &size, "format?", &spec.Format); err != nil {
+		"source?", &source, "base?", &base, "size?", &size, "format?", &spec.Format, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
 	where := fmt.Sprintf("%s %q", b.Name(), name)
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
 	poolRes, err := runtime.UnpackRef(where, "pool", poolArg, poolKinds...)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSameHypervisor(where, "pool", poolRes, spec.On); err != nil {
 		return nil, err
 	}
 	spec.Pool = poolRes.Address
@@ -78,6 +87,9 @@ func volume(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		if spec.Format != "qcow2" {
 			return nil, fmt.Errorf("%s: format %q: a copy-on-write overlay on base must be \"qcow2\"", where, spec.Format)
 		}
+		if err := checkSameHypervisor(where, "base", baseRes, spec.On); err != nil {
+			return nil, err
+		}
 		spec.Base = baseRes.Address
 	case size == starlark.None:
 		return nil, fmt.Errorf("%s: %w", where, errVolumeOrigin)
@@ -90,11 +102,14 @@ func volume(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
+	}
 	r, err := runtime.Declare(thread, b.Name(), name, &spec, spec.Pool, spec.Base)
 	if err != nil {
 		return nil, err
 	}
-	if err := claim(thread, b.Name(), where, r, volumeNameKey(poolRes.Name, name)); err != nil {
+	if err := claim(thread, b.Name(), where, r, volumeNameKey(poolRes.Name, name, spec.On)); err != nil {
 		return nil, err
 	}
 	return runtime.NewRef(r), nil
@@ -127,17 +142,18 @@ func checkOverlaySize(base *runtime.Resource, size runtime.MiB) error {
 	return nil
 }
 
-// volumeNameKey makes a volume's libvirt name unique within its pool,
-// across libvirt.volume and libvirt.existing_volume.
-func volumeNameKey(pool, name string) uniqueKey {
-	return uniqueKey{namespace: "libvirt.volume name in pool " + pool, key: name, what: fmt.Sprintf("volume name %s in pool %s", name, pool)}
+// volumeNameKey makes a volume's libvirt name unique within its pool (on
+// its hypervisor), across libvirt.volume and libvirt.existing_volume.
+func volumeNameKey(pool, name, on string) uniqueKey {
+	return uniqueKey{namespace: onNamespace("libvirt.volume name in pool "+pool, on), key: name, what: fmt.Sprintf("volume name %s in pool %s", name, pool)}
 }
 
 // existingVolume implements libvirt.existing_volume.
 func existingVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
 	var poolArg starlark.Value
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "pool", &poolArg); err != nil {
+	var on starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "pool", &poolArg, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
@@ -145,6 +161,10 @@ func existingVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	}
 	where := fmt.Sprintf("%s %q", b.Name(), name)
 	var spec ExistingVolume
+	var err error
+	if spec.On, err = unpackOn(where, on); err != nil {
+		return nil, err
+	}
 	if s, ok := poolArg.(starlark.String); ok {
 		if !runtime.ValidName(string(s)) {
 			return nil, fmt.Errorf("%s: pool name %q: %s", where, string(s), runtime.NameRule)
@@ -155,13 +175,19 @@ func existingVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 		if err != nil {
 			return nil, fmt.Errorf("%w, or a pool name", err)
 		}
+		if err := checkSameHypervisor(where, "pool", poolRes, spec.On); err != nil {
+			return nil, err
+		}
 		spec.Pool, spec.poolName = poolRes.Address, poolRes.Name
+	}
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+		return nil, err
 	}
 	r, err := runtime.Declare(thread, b.Name(), name, &spec, spec.Pool)
 	if err != nil {
 		return nil, err
 	}
-	if err := claim(thread, b.Name(), where, r, volumeNameKey(spec.poolName, name)); err != nil {
+	if err := claim(thread, b.Name(), where, r, volumeNameKey(spec.poolName, name, spec.On)); err != nil {
 		return nil, err
 	}
 	bld, _ := runtime.BuilderOf(thread, b.Name())

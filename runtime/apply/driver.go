@@ -73,6 +73,10 @@ type Entry struct {
 	// Incomplete marks an object whose creation started and did not finish:
 	// the next run finishes or removes it.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// Hypervisor is the libvirt URI the object was created on, so that its
+	// deletion reaches that host whatever the declaration or --libvirt-uri
+	// say later; "" for objects that are not on a hypervisor.
+	Hypervisor string `json:"hypervisor,omitempty"`
 }
 
 // Reporter receives a driver's progress on long steps (an upload, a

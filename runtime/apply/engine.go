@@ -290,4 +290,11 @@ func fillEntry(en *Entry, it *item) {
 	if en.ID == "" && it.entry != nil {
 		en.ID = it.entry.ID
 	}
+	// The hypervisor a resource is placed on, from drivers that span
+	// several (also for the entry recorded before a creation starts).
+	if h, ok := it.driver.(interface {
+		HypervisorOf(*runtime.Resource) string
+	}); ok && en.Hypervisor == "" && r != nil {
+		en.Hypervisor = h.HypervisorOf(r)
+	}
 }
