@@ -153,7 +153,8 @@ owner_id() { # PID -> "PID STARTTIME"
 owner_alive() { # HOSTDIR
   local pid st
   read -r pid st <"$1/owner" 2>/dev/null || return 1
-  [ "$(owner_id "$pid" 2>/dev/null)" = "$pid $st" ]
+  # A killed owner may stay a zombie for a while: that is gone too.
+  running "$pid" && [ "$(owner_id "$pid" 2>/dev/null)" = "$pid $st" ]
 }
 
 wait_tcp() { # ADDRESS: until something listens on port 22
@@ -209,6 +210,11 @@ cmd_up() {
     if grep -qsx "$index" "$STATE"/*/index; then die "index $index is in use"; fi
   fi
   mkdir -p "$d"
+  # A host that fails to come up is removed again.
+  up_name=$name
+  trap '[ -n "${up_done:-}" ] || cmd_down "$up_name" >/dev/null 2>&1 || true' EXIT
+  # The owner first: gc removes a host with an index and a dead owner.
+  owner_id "${STUDIORUN_TESTHOSTS_OWNER:-$PPID}" >"$d/owner" || echo "0 0" >"$d/owner"
   echo "$index" >"$d/index"
   ensure_bridge
   flock -u 9
@@ -217,8 +223,6 @@ cmd_up() {
   addr="$NET.$((10 + index))"
   veth="srth$index"
   echo "$addr" >"$d/address"
-  owner_id "${STUDIORUN_TESTHOSTS_OWNER:-$PPID}" >"$d/owner" || echo "0 0" >"$d/owner"
-  trap 'cmd_down "$name" >/dev/null 2>&1 || true' ERR
 
   # The host's own files, put in the upper layer before it is mounted.
   local u="$d/upper"
@@ -283,7 +287,7 @@ cmd_up() {
   echo "$parent" >"$d/unshare.pid"
   echo "$child" >"$d/init.pid"
   start_sshd "$name"
-  trap - ERR
+  up_done=1
   echo "$name $addr"
 }
 
