@@ -43,8 +43,9 @@ func dialLibvirt(t *testing.T, uri string) *golibvirt.Libvirt {
 	return l
 }
 
-// freeSubnet returns a 10.213.x.0/24 that no network of l and no address
-// of this machine overlaps.
+// freeSubnet returns a /24 (10.213.x.0, else 172.29.x.0, else
+// 192.168.x.0) that no network of l and no address of this machine
+// overlaps.
 func freeSubnet(t *testing.T, l *golibvirt.Libvirt) string {
 	t.Helper()
 	var used []netip.Prefix
@@ -62,28 +63,43 @@ func freeSubnet(t *testing.T, l *golibvirt.Libvirt) string {
 			continue
 		}
 		for _, ip := range x.IPs {
-			if a, err := netip.ParseAddr(ip.Address); err == nil {
-				used = append(used, netip.PrefixFrom(a, 16).Masked())
+			a, err := netip.ParseAddr(ip.Address)
+			if err != nil {
+				continue
+			}
+			bits := int(ip.Prefix)
+			if m := net.ParseIP(ip.Netmask).To4(); m != nil {
+				bits, _ = net.IPMask(m).Size()
+			}
+			if bits == 0 {
+				bits = 24
+			}
+			if p, err := a.Prefix(bits); err == nil {
+				used = append(used, p)
 			}
 		}
 	}
 	addrs, _ := net.InterfaceAddrs()
 	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
+		// An address without a real prefix (0.0.0.0/0) would rule out
+		// every subnet; it routes nothing of its own.
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Bits() >= 8 {
 			used = append(used, p.Masked())
 		}
 	}
-	for x := 7; x < 250; x++ {
-		p := netip.MustParsePrefix(fmt.Sprintf("10.213.%d.0/24", x))
-		free := true
-		for _, u := range used {
-			free = free && !u.Overlaps(p)
-		}
-		if free {
-			return p.String()
+	for _, pattern := range []string{"10.213.%d.0/24", "172.29.%d.0/24", "192.168.%d.0/24"} {
+		for x := 7; x < 250; x++ {
+			p := netip.MustParsePrefix(fmt.Sprintf(pattern, x))
+			free := true
+			for _, u := range used {
+				free = free && !u.Overlaps(p)
+			}
+			if free {
+				return p.String()
+			}
 		}
 	}
-	t.Fatal("no free 10.213.x.0/24 subnet on this machine")
+	t.Fatalf("no free /24 subnet on this machine; in use: %v", used)
 	return ""
 }
 
