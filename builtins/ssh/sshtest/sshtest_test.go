@@ -118,6 +118,21 @@ func TestHosts(t *testing.T) {
 			}
 		}
 
+		// become: a user with the test key and sudo without a password.
+		mustExec(t, &hosts[0], `mkdir -p /home/alice/.ssh && cp /root/.ssh/authorized_keys /home/alice/.ssh/ &&
+			chown -R alice: /home/alice/.ssh && echo 'alice ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/alice &&
+			chmod 440 /etc/sudoers.d/alice`)
+		cfg := hosts[0].ClientConfig()
+		cfg.User = "alice"
+		c, err := ssh.Dial("tcp", hosts[0].Addr(), cfg)
+		if err != nil {
+			t.Fatalf("dial %s as alice: %v", hosts[0].Name, err)
+		}
+		if got := run(t, c, "id -un; sudo -n id -u"); got != "alice\n0" {
+			t.Errorf("alice with sudo on %s: %q", hosts[0].Name, got)
+		}
+		c.Close()
+
 		// A mount inside a host stays inside it.
 		mustExec(t, &hosts[1], "mkdir -p /vfx && mount -t tmpfs tmpfs /vfx && touch /vfx/x")
 		if got := mustExec(t, &hosts[1], "grep -c ' /vfx tmpfs ' /proc/mounts"); got != "1" {
@@ -176,7 +191,7 @@ func TestHosts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := h.ClientConfig()
+		cfg = h.ClientConfig()
 		cfg.HostKeyCallback = cb
 		_, err = ssh.Dial("tcp", h.Addr(), cfg)
 		var ke *knownhosts.KeyError
