@@ -298,3 +298,51 @@ func TestOnePlanTwoHypervisors(t *testing.T) {
 		t.Errorf("down left %d owned object(s) in the state:\n%s", len(f.Entries), data)
 	}
 }
+
+// TestDefaultHypervisorIsRecorded: a resource without on is on
+// --libvirt-uri, and the state records that URI, so a down run with
+// another --libvirt-uri still deletes it where it is.
+func TestDefaultHypervisorIsRecorded(t *testing.T) {
+	requireLibvirtd(t)
+	holdTestDriver(t)
+	lab := dialLibvirt(t, labURI)
+	hv1 := dialLibvirt(t, hv1URI)
+	const pool = "studiorun-default-hv"
+	if poolExists(lab, pool) || poolExists(hv1, pool) {
+		t.Fatalf("a pool %s exists already: a previous run left it", pool)
+	}
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, ".studiorun"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(root, "default.star")
+	if err := os.WriteFile(script, []byte(`libvirt.pool("`+pool+`", path = "/studiorun/default-hv")`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { studiorun(t, root, "default.star", "down", "--yes", "--libvirt-uri", labURI) })
+	if code, out, errOut := studiorun(t, root, "default.star", "up", "--yes", "--libvirt-uri", labURI); code != 0 {
+		t.Fatalf("up: exit %d\n%s%s", code, out, errOut)
+	}
+	if !poolExists(lab, pool) {
+		t.Fatalf("pool %s is not on %s", pool, labURI)
+	}
+	data, err := os.ReadFile(apply.StatePath(root, "default.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Entries []apply.Entry `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Entries) != 1 || f.Entries[0].Hypervisor != labURI {
+		t.Fatalf("state entries %+v, want one on %s", f.Entries, labURI)
+	}
+	if code, out, errOut := studiorun(t, root, "default.star", "down", "--yes", "--libvirt-uri", hv1URI); code != 0 {
+		t.Fatalf("down with --libvirt-uri %s: exit %d\n%s%s", hv1URI, code, out, errOut)
+	}
+	if poolExists(lab, pool) {
+		t.Errorf("down with --libvirt-uri %s left pool %s on %s, where the state records it", hv1URI, pool, labURI)
+	}
+}
