@@ -30,6 +30,12 @@
 #                              comma-separated (part of the cache key)
 #   STUDIORUN_TESTHOSTS_OWNER  pid owning created hosts (default: parent pid);
 #                              gc removes hosts whose owner is gone
+#
+# Needs iproute2, util-linux (nsenter, unshare, flock), openssh-client
+# (ssh-keygen), and for the first build debootstrap and a reachable Debian
+# mirror (~35 s, ~210 MB). The hosts reach only the bridge, where this machine
+# is 10.77.0.1: there is no NAT, so apt in a host has only the package lists
+# made by debootstrap (queries work, downloads do not).
 set -euo pipefail
 
 SUITE=bookworm
@@ -349,7 +355,7 @@ cmd_rekey() {
 }
 
 main() {
-  [ $# -ge 1 ] || { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+  [ $# -ge 1 ] || { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
   local c=$1; shift
   case $c in
     rootfs) cmd_rootfs ;;
