@@ -1,0 +1,154 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.starlark.net/starlark"
+
+	"github.com/studiorun/studiorun/runtime"
+)
+
+// printableKeys is every printable ASCII character but the space, the
+// digits and lowercase letters that the rest of the command line types
+// already ("linux ks=http://10.0.2.2:PORT/ks.cfg"): isolinux keeps only
+// 127 characters of a command line. "<=>", "|" and ":" are included, as
+// Packer's typing drops or mistypes them.
+func printableKeys() string {
+	var b strings.Builder
+	for c := byte('!'); c <= '~'; c++ {
+		if c >= 'a' && c <= 'z' && strings.IndexByte("linuxkshtpcfg", c) >= 0 {
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// TestISOBuildTypesBootCommandAndServesKickstart boots the test ISO
+// (testdata/images/test-iso.sh) under TCG, types at isolinux's boot:
+// prompt a boot command that adds ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg
+// and every printable ASCII character, and checks that the guest fetched
+// the kickstart from the build's HTTP server and wrote it, with the
+// command line it booted with, to the disk that became the output image.
+func TestISOBuildTypesBootCommandAndServesKickstart(t *testing.T) {
+	needPrograms(t, "qemu-system-x86_64", "qemu-img", "xorriso")
+	iso := filepath.Join(buildTestImage(t, "test-iso.sh"), "studiorun-test.iso")
+	sum, err := sha256File(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kickstart := "# studiorun test kickstart\nrootpw --plaintext not-a-secret\n"
+	ks, err := runtime.UnpackText("ks", starlark.String(kickstart))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := printableKeys()
+	root := t.TempDir()
+	spec := &Image{
+		Version: "1", Source: "iso", ISO: iso, ISOChecksum: "sha256:" + sum,
+		OutputDir: "out", OutputFile: "ks-test_1.qcow2", Format: "qcow2",
+		DiskSize: 16, Memory: 256, CPUs: 1, Accelerator: "tcg",
+		HTTPFiles:   map[string]*runtime.Text{"ks.cfg": ks},
+		BootWait:    runtime.Duration(3 * time.Second),
+		BootCommand: []string{"linux ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg", " k=" + keys + "<enter>"},
+		SSHUsername: "root", SSHTimeout: runtime.Duration(time.Minute),
+		ShutdownCommand: "poweroff", ShutdownTimeout: runtime.Duration(time.Minute),
+	}
+	r := &runtime.Resource{Address: "qemu.image.ks-test", Name: "ks-test", Spec: spec}
+	d := NewDriver(root, Options{CacheDir: t.TempDir()})
+	b := d.newBuild(r, spec, newTestReporter(t))
+	if b.inputs, err = computeInputs(r, spec, nil, b.resolve, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.skipSSH = true // the test installer powers off by itself
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := d.build(ctx, b); err != nil {
+		serial, _ := os.ReadFile(filepath.Join(root, "out", spec.OutputFile+".serial.log"))
+		t.Fatalf("build: %v\nserial log:\n%s", err, serial)
+	}
+	t.Logf("ISO build (boot, boot command, kickstart fetched, power off, convert): %s", time.Since(start).Round(100*time.Millisecond))
+	noQemuLeft(t, root)
+
+	image := filepath.Join(root, "out", "ks-test_1.qcow2")
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-O", "raw", image, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		data = data[:i]
+	}
+	ksSum := sha256.Sum256([]byte(kickstart))
+	if want := "studiorun-ks-ok " + hex.EncodeToString(ksSum[:]) + "\n"; !strings.HasPrefix(string(data), want) {
+		t.Fatalf("the disk starts with %q, want the marker %q", firstLine(string(data)), want)
+	}
+	if !strings.Contains(string(data), " k="+keys+"\n") && !strings.Contains(string(data), " k="+keys+" ") {
+		t.Errorf("the kernel command line typed over QMP is not intact:\n got %q\nwant k=%s", strings.Split(string(data), "\n")[1], keys)
+	}
+	if !strings.HasSuffix(string(data), kickstart) {
+		t.Errorf("the disk does not end with the kickstart: %q", data)
+	}
+	m, err := readManifest(manifestPath(image))
+	if err != nil || m == nil {
+		t.Fatalf("manifest: %v, %v", m, err)
+	}
+	if m.InputsHash != b.inputs.Hash() || m.Accelerator != "tcg" || m.Size == 0 {
+		t.Errorf("manifest %+v", m)
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if e.Name() != "out" {
+			t.Errorf("left behind in the project: %s", e.Name())
+		}
+	}
+}
+
+// TestISOWithWrongChecksumFailsBeforeQemu pins that an ISO that does not
+// match iso_checksum is never booted and leaves nothing behind.
+func TestISOWithWrongChecksumFailsBeforeQemu(t *testing.T) {
+	root := t.TempDir()
+	iso := filepath.Join(root, "fake.iso")
+	if err := os.WriteFile(iso, []byte("not an iso"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := &Image{
+		Version: "1", Source: "iso", ISO: "fake.iso", ISOChecksum: "sha256:" + strings.Repeat("0", 64),
+		OutputDir: "out", OutputFile: "x_1.qcow2", Format: "qcow2", DiskSize: 16, Memory: 256, CPUs: 1,
+		Accelerator: "tcg", SSHUsername: "root", ShutdownCommand: "poweroff",
+	}
+	r := &runtime.Resource{Address: "qemu.image.x", Name: "x", Spec: spec}
+	tools := &fakeTools{}
+	d := NewDriver(root, Options{Tools: tools})
+	b := d.newBuild(r, spec, newTestReporter(t))
+	b.inputs = &inputs{Parts: map[string]string{}}
+	err := d.build(context.Background(), b)
+	if err == nil || !strings.Contains(err.Error(), "want "+strings.Repeat("0", 64)+" (iso_checksum)") {
+		t.Fatalf("build: %v, want a checksum error", err)
+	}
+	if tools.started != 0 {
+		t.Errorf("qemu was started %d times", tools.started)
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if e.Name() != "fake.iso" && e.Name() != "out" {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+	if out, _ := os.ReadDir(filepath.Join(root, "out")); len(out) != 0 {
+		t.Errorf("output_dir holds %v", out)
+	}
+}

@@ -1,0 +1,115 @@
+package qemu
+
+// The image build as a sequence of steps, Packer's multistep without its
+// state bag: each step_*.go holds one step, whose run fills the typed
+// build it is given and whose cleanup undoes what run did (stops a
+// server, kills qemu, removes a temporary file). The cleanups of every
+// step that started run in reverse order, whether the build succeeded,
+// failed or was cancelled.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
+)
+
+// step is one stage of an image build.
+type step interface {
+	// name says what the step does, for errors: "launch qemu".
+	name() string
+	// run does the step; it returns promptly when ctx is cancelled.
+	run(ctx context.Context, b *build) error
+	// cleanup undoes what run did that must not outlive the build; it is
+	// called even when run failed part way.
+	cleanup(b *build)
+}
+
+// build is what the steps of one image build share.
+type build struct {
+	addr  runtime.Address
+	name  string
+	spec  *Image
+	root  string // the project root
+	rep   apply.Reporter
+	tools Tools
+	opts  *Options
+	kvm   func(context.Context) kvmStatus // probes KVM, once per driver
+
+	// Set by stepOutput.
+	outDir string // the absolute output_dir
+	tmpDir string // the build folder beside it, removed at the end
+	final  string // outDir/OutputFile
+	// Set by stepSource.
+	disk       string // the working disk qemu writes, qcow2
+	cdrom      string // source "iso": the verified ISO
+	sourceHash map[string]string
+	// Set by stepHTTP.
+	net      userNet
+	httpPort int // 0: no HTTP server
+	// Set by stepLaunch.
+	accel   string
+	sshPort int
+	proc    Process
+	qmp     *qmp.SocketMonitor
+	// tasks are the provisioning tasks (without their host).
+	tasks []*runtime.Resource
+	// Set by stepSSH.
+	ssh        *ssh.Client
+	builderKey []byte // the authorized_keys line of ssh_private_key
+	// Set by stepConvert.
+	output string // the converted image in tmpDir
+	// Set by stepManifest.
+	manifestPath string
+	inputs       *inputs
+	started      time.Time
+	// skipSSH ends the build's guest part when qemu exits by itself: an
+	// installer that powers off (the test ISO) and has nothing to
+	// provision over SSH. Scripts cannot set it.
+	skipSSH bool
+}
+
+// runSteps runs the steps in order until one fails or ctx is cancelled,
+// then the cleanups of every step that started, in reverse.
+func runSteps(ctx context.Context, b *build, steps []step) (err error) {
+	started := 0
+	defer func() {
+		for i := started - 1; i >= 0; i-- {
+			steps[i].cleanup(b)
+		}
+	}()
+	for _, s := range steps {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("build cancelled before %s: %w", s.name(), cerr)
+		}
+		started++
+		if err := s.run(ctx, b); err != nil {
+			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w (%w)", err, cerr)
+			}
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
+	}
+	return nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
