@@ -152,3 +152,60 @@ func TestISOWithWrongChecksumFailsBeforeQemu(t *testing.T) {
 		t.Errorf("output_dir holds %v", out)
 	}
 }
+
+// TestCancelledBuildLeavesNothing cancels an ISO build (as Ctrl-C does) at
+// several points: before qemu starts, while it boots, while the boot
+// command waits, and while the builder waits for SSH. Each time no qemu
+// is left running, no build folder remains and no image is written.
+func TestCancelledBuildLeavesNothing(t *testing.T) {
+	needPrograms(t, "qemu-system-x86_64", "qemu-img", "xorriso")
+	iso := filepath.Join(buildTestImage(t, "test-iso.sh"), "studiorun-test.iso")
+	sum, err := sha256File(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := runtime.UnpackText("ks", starlark.String("ks\n"))
+	for _, after := range []time.Duration{0, 150 * time.Millisecond, 1500 * time.Millisecond, 6 * time.Second} {
+		t.Run(after.String(), func(t *testing.T) {
+			root := t.TempDir()
+			spec := &Image{
+				Version: "1", Source: "iso", ISO: iso, ISOChecksum: "sha256:" + sum,
+				OutputDir: "out", OutputFile: "cancel_1.qcow2", Format: "qcow2",
+				DiskSize: 16, Memory: 256, CPUs: 1, Accelerator: "tcg",
+				HTTPFiles: map[string]*runtime.Text{"ks.cfg": ks}, BootWait: runtime.Duration(time.Second),
+				// <wait30> keeps the boot command typing when cancelled at 1.5s.
+				BootCommand: []string{"<wait30>linux ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter>"},
+				SSHUsername: "root", SSHPassword: nil, SSHTimeout: runtime.Duration(time.Minute),
+				ShutdownCommand: "poweroff", ShutdownTimeout: runtime.Duration(time.Minute),
+			}
+			if after == 6*time.Second {
+				spec.BootCommand = nil // isolinux waits at boot: while the builder waits for SSH
+			}
+			r := &runtime.Resource{Address: "qemu.image.cancel", Name: "cancel", Spec: spec}
+			d := NewDriver(root, Options{})
+			b := d.newBuild(r, spec, newTestReporter(t))
+			b.inputs = &inputs{Parts: map[string]string{}}
+			ctx, cancel := context.WithCancel(context.Background())
+			if after == 0 {
+				cancel()
+			} else {
+				time.AfterFunc(after, cancel)
+			}
+			err := d.build(ctx, b)
+			cancel()
+			if err == nil || !strings.Contains(err.Error(), "context canceled") {
+				t.Fatalf("build: %v, want cancelled", err)
+			}
+			noQemuLeft(t, root)
+			entries, _ := os.ReadDir(root)
+			for _, e := range entries {
+				if e.Name() != "out" {
+					t.Errorf("left behind: %s", e.Name())
+				}
+			}
+			if out, _ := os.ReadDir(filepath.Join(root, "out")); len(out) != 0 {
+				t.Errorf("output_dir holds %v", out)
+			}
+		})
+	}
+}

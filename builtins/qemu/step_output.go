@@ -13,8 +13,9 @@ import (
 // working disk, the serial log and the converted image live. Nothing is
 // written into output_dir before the build has succeeded: publish then
 // renames the image and, last, its manifest into place. The cleanup
-// removes the build folder whatever happened; after a failure it first
-// keeps the serial log as output_dir/<image>.serial.log for diagnosis.
+// removes the build folder whatever happened; after a failure (not a
+// cancel) it first keeps the serial log as output_dir/<image>.serial.log
+// for diagnosis.
 type stepOutput struct {
 	published bool
 }
@@ -53,7 +54,7 @@ func (s *stepOutput) cleanup(b *build) {
 	if b.tmpDir == "" {
 		return
 	}
-	if !s.published {
+	if !s.published && !b.cancelled {
 		copyFile(filepath.Join(b.tmpDir, "serial.log"), filepath.Join(b.outDir, b.spec.OutputFile+".serial.log"))
 	}
 	os.RemoveAll(b.tmpDir)

@@ -120,6 +120,10 @@ func dialSSH(ctx context.Context, addr string, cfg *ssh.ClientConfig) (*ssh.Clie
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(cfg.Timeout))
+	// A guest not yet up leaves slirp's forwarded connection hanging
+	// until the deadline: a cancel closes it at once.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
 		conn.Close()

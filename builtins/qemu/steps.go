@@ -69,6 +69,9 @@ type build struct {
 	manifestPath string
 	inputs       *inputs
 	started      time.Time
+	// cancelled is set, before the cleanups run, when the build was
+	// cancelled (Ctrl-C) rather than failed.
+	cancelled bool
 	// skipSSH ends the build's guest part when qemu exits by itself: an
 	// installer that powers off (the test ISO) and has nothing to
 	// provision over SSH. Scripts cannot set it.
@@ -80,6 +83,7 @@ type build struct {
 func runSteps(ctx context.Context, b *build, steps []step) (err error) {
 	started := 0
 	defer func() {
+		b.cancelled = ctx.Err() != nil
 		for i := started - 1; i >= 0; i-- {
 			steps[i].cleanup(b)
 		}

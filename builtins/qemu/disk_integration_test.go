@@ -1,0 +1,208 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
+)
+
+// keyProvisioner stands in for the SSH task engine: it logs in to the
+// build VM with the builder's key, authorizes a second key for root and
+// writes a marker.
+type keyProvisioner struct {
+	builderKey ssh.Signer
+	secondKey  ssh.PublicKey
+	calls      []string
+	hostKey    ssh.PublicKey // the build VM's
+}
+
+func (p *keyProvisioner) Provision(ctx context.Context, host runtime.Address, addr string, port int, rep apply.Reporter) error {
+	p.calls = append(p.calls, fmt.Sprintf("%s %s:%d", host, addr, port))
+	client, err := dialSSH(ctx, net.JoinHostPort(addr, strconv.Itoa(port)), &ssh.ClientConfig{
+		User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(p.builderKey)},
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { p.hostKey = k; return nil },
+		Timeout:         10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.secondKey)))
+	out, err := runSSH(client, fmt.Sprintf("echo %s >> /root/.ssh/authorized_keys && cat /etc/machine-id > /root/provisioned", shellQuote(line)))
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// TestDiskBuildFromDebianBase builds an image from the Debian base image
+// (testdata/images/debian-base.sh) with accelerator "auto" (KVM when it
+// works, else TCG with a notice): the build VM boots, SSH answers with
+// the base image's key, the provisioner runs, the image is sealed, shut
+// down, converted, and its manifest written; a second Diff is a no-op in
+// well under a second. The output then boots: the provisioner's work is
+// there, the builder's key is gone, and it has a new machine-id and new
+// SSH host keys.
+func TestDiskBuildFromDebianBase(t *testing.T) {
+	needPrograms(t, "qemu-system-x86_64", "qemu-img", "debootstrap")
+	dir := buildTestImage(t, "debian-base.sh")
+	base := filepath.Join(dir, "debian-12-base.qcow2")
+	keyData, err := os.ReadFile(base + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	builderKey, err := ssh.ParsePrivateKey(keyData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secondPriv, _ := ed25519.GenerateKey(rand.Reader)
+	second, _ := ssh.NewSignerFromKey(secondPriv)
+
+	root := t.TempDir()
+	spec := &Image{
+		Version: "0.1.0", Source: "disk", BaseImage: base, OutputDir: "build",
+		OutputFile: "soe-test_0.1.0.qcow2", Format: "qcow2", DiskSize: 2048, Memory: 1024, CPUs: 2,
+		Accelerator: "auto", SSHUsername: "root", SSHKey: base + ".key",
+		SSHTimeout: runtime.Duration(3 * time.Minute), ShutdownCommand: "shutdown -P now",
+		ShutdownTimeout: runtime.Duration(2 * time.Minute), Provision: "test_role",
+		ProvisionHost: "ssh.host.soe-test-build",
+	}
+	r := &runtime.Resource{Address: "qemu.image.soe-test", Name: "soe-test", Spec: spec}
+	host := &runtime.Resource{Address: "ssh.host.soe-test-build", Name: "soe-test-build", Spec: &fakeSpec{Kind_: "ssh.host"}}
+	task := &runtime.Resource{Address: "ssh.command.soe-test-build:mark", Name: "soe-test-build:mark",
+		Spec: &fakeSpec{Kind_: "ssh.command", Shell: "mark"}, DependsOn: []runtime.Address{host.Address}}
+	prov := &keyProvisioner{builderKey: builderKey, secondKey: second.PublicKey()}
+	d := NewDriver(root, Options{Provisioner: prov})
+	d.SetPlan(&runtime.Plan{Resources: []*runtime.Resource{r, host, task}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := d.Diff(ctx, r, nil)
+	if err != nil || c.Action != apply.Create {
+		t.Fatalf("first Diff: %+v, %v", c, err)
+	}
+	start := time.Now()
+	entry, err := d.Apply(ctx, r, c, newTestReporter(t))
+	if err != nil {
+		serial, _ := os.ReadFile(filepath.Join(root, "build", spec.OutputFile+".serial.log"))
+		t.Fatalf("Apply: %v\nserial log:\n%s", err, tail(serial, 3000))
+	}
+	t.Logf("disk build (boot, SSH, provision, seal, shutdown, convert, manifest): %s", time.Since(start).Round(100*time.Millisecond))
+	noQemuLeft(t, root)
+	if entry.ID != filepath.Join("build", spec.OutputFile) || len(prov.calls) != 1 || !strings.HasPrefix(prov.calls[0], "ssh.host.soe-test-build 127.0.0.1:") {
+		t.Errorf("entry %+v, provisioner calls %v", entry, prov.calls)
+	}
+	image := filepath.Join(root, "build", spec.OutputFile)
+	m, err := readManifest(manifestPath(image))
+	if err != nil || m == nil {
+		t.Fatalf("manifest: %v %v", m, err)
+	}
+	sum, _ := sha256File(image)
+	fi, _ := os.Stat(image)
+	if m.SHA256 != sum || m.Size != fi.Size() || !strings.HasPrefix(m.QemuVersion, "QEMU emulator version") || m.InputsHash == "" || m.Inputs.Parts["provision"] == "" {
+		t.Errorf("manifest %+v, image sha256 %s size %d", m, sum, fi.Size())
+	}
+	if left, _ := os.ReadDir(filepath.Join(root, "build")); len(left) != 2 {
+		t.Errorf("output_dir holds %v, want the image and its manifest", left)
+	}
+
+	start = time.Now()
+	c, err = d.Diff(ctx, r, entry)
+	if el := time.Since(start); err != nil || c.Action != apply.NoOp || el > time.Second {
+		t.Fatalf("second Diff: %+v, %v in %s; want a no-op in under 1s", c, err, el)
+	} else {
+		t.Logf("second Diff (no-op): %s", el)
+	}
+
+	checkClone(t, ctx, image, builderKey, second, prov.hostKey)
+}
+
+// checkClone boots an overlay of the built image and checks what the
+// build left in it.
+func checkClone(t *testing.T, ctx context.Context, image string, builderKey, second ssh.Signer, buildHostKey ssh.PublicKey) {
+	t.Helper()
+	dir := t.TempDir()
+	tools := newExecTools("", "")
+	clone := filepath.Join(dir, "clone.qcow2")
+	if _, err := tools.Img(ctx, nil, createArgs(clone, 0, image, "qcow2")...); err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	proc, err := tools.Start(qemuArgs(launchConfig{
+		Name: "clone", Accel: "tcg", Memory: 1024, CPUs: 2, Disk: clone,
+		SerialLog: filepath.Join(dir, "serial.log"), QMPSocket: filepath.Join(dir, "q.sock"),
+		Net: defaultUserNet, SSHPort: port,
+	}), &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Kill()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cfg := func(s ssh.Signer, hostKey *ssh.PublicKey) *ssh.ClientConfig {
+		return &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(s)}, Timeout: 10 * time.Second,
+			HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
+				if hostKey != nil {
+					*hostKey = k
+				}
+				return nil
+			}}
+	}
+	var client *ssh.Client
+	var hostKey ssh.PublicKey
+	start := time.Now()
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		if client, err = dialSSH(ctx, addr, cfg(second, &hostKey)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			serial, _ := os.ReadFile(filepath.Join(dir, "serial.log"))
+			t.Fatalf("the clone's SSH: %v\n%s", err, tail(serial, 3000))
+		}
+		time.Sleep(time.Second)
+	}
+	defer client.Close()
+	t.Logf("the clone reached SSH in %s", time.Since(start).Round(100*time.Millisecond))
+	out, err := runSSH(client, "cat /root/provisioned; cat /etc/machine-id; cat /root/.ssh/authorized_keys")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 3 || lines[0] == "" || lines[1] == "" || lines[0] == lines[1] {
+		t.Errorf("the build's machine-id then the clone's: %q: want both set and different", lines)
+	}
+	if builder := authorizedKeyBlob(string(ssh.MarshalAuthorizedKey(builderKey.PublicKey()))); strings.Contains(out, builder) {
+		t.Errorf("the builder's key is still authorized in the image:\n%s", out)
+	}
+	if _, err := dialSSH(ctx, addr, cfg(builderKey, nil)); err == nil {
+		t.Errorf("the builder's key still logs in to the clone")
+	}
+	// The seal removed the build VM's host keys: the clone made its own.
+	if hostKey == nil || buildHostKey == nil || bytes.Equal(hostKey.Marshal(), buildHostKey.Marshal()) {
+		t.Errorf("the clone's host key is the build VM's (or missing): %v", hostKey)
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
