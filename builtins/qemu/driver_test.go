@@ -2,9 +2,13 @@ package qemu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -249,5 +253,42 @@ func TestHashSpecRevealsSecretsWithoutShowingThem(t *testing.T) {
 	c, _ := hashSpec(&Image{HTTPFiles: map[string]*runtime.Text{"ks": ks(runtime.NewSecret("one"))}})
 	if a == b || a != c {
 		t.Errorf("hashes %s %s %s: want different secrets to differ and equal ones to match", a, b, c)
+	}
+}
+
+// TestFetchISOFromURLCachesByChecksum downloads an ISO over HTTP into the
+// cache, named by its checksum: a second build downloads nothing, and a
+// download that does not match iso_checksum is not kept.
+func TestFetchISOFromURLCachesByChecksum(t *testing.T) {
+	body := []byte("an installer ISO")
+	sum := sha256.Sum256(body)
+	hexSum := hex.EncodeToString(sum[:])
+	var gets int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets++
+		w.Write(body)
+	}))
+	defer srv.Close()
+	cache := t.TempDir()
+	b := &build{addr: "qemu.image.x", rep: nopReporter{}, opts: &Options{CacheDir: cache},
+		spec: &Image{ISO: srv.URL + "/x.iso", ISOChecksum: "sha256:" + hexSum}}
+	for i := 0; i < 2; i++ {
+		path, err := fetchISO(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(cache, "iso", hexSum+".iso"); path != want {
+			t.Errorf("fetchISO = %s, want %s", path, want)
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d downloads, want 1", gets)
+	}
+	b.spec.ISOChecksum = "sha256:" + strings.Repeat("1", 64)
+	if _, err := fetchISO(context.Background(), b); err == nil || !strings.Contains(err.Error(), "not kept") {
+		t.Errorf("fetchISO with a wrong checksum: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(cache, "iso")); len(left) != 1 {
+		t.Errorf("the cache holds %v, want only the verified ISO", left)
 	}
 }
