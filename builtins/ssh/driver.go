@@ -1,5 +1,493 @@
 package ssh
 
-// The ssh driver (connections with host-key checking, facts, and each task
-// read, diffed and changed over one SSH connection per host) lands with
-// the SSH task engine, issue #4.
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
+)
+
+// Options configure the ssh driver.
+type Options struct {
+	// KnownHosts is the known_hosts file (default ~/.ssh/known_hosts).
+	KnownHosts string
+	// AcceptNewHostKeys records the key of a host that known_hosts does not
+	// know instead of refusing it. A changed key is always refused.
+	AcceptNewHostKeys bool
+	// Out receives progress when Diff connects (waiting for SSH); Apply
+	// reports to the Reporter the engine passes. nil: none.
+	Out apply.Reporter
+	// ConnectTimeout is how long a host may take to accept SSH (guests
+	// still booting); default 2 minutes.
+	ConnectTimeout time.Duration
+	// Parallel bounds the hosts connected and checked at once; default 16.
+	Parallel int
+}
+
+// Driver applies the tasks of ssh.host values (and the composite tasks of
+// package nfs) over one SSH connection per host. It implements
+// apply.Driver for ssh.host, ssh.inventory, every ssh.<task> kind,
+// nfs.export and nfs.mount.
+//
+// Diff is check mode: at the first Diff of a host the driver connects,
+// gathers the host's facts (one round trip) and runs one check script that
+// prints the state of every task of the host (one round trip); each Diff
+// is then answered from that. Apply changes what differs, in one round
+// trip for the first change of a host and two (check again, change) after
+// an earlier change on the same host. Tasks are not owned objects: Apply
+// records nothing and Delete does nothing.
+type Driver struct {
+	opts       Options
+	knownHosts string
+	sem        chan struct{}
+
+	mu    sync.Mutex
+	plan  *runtime.Plan
+	hosts map[runtime.Address]*hostRun
+}
+
+// hostRun is the driver's work on one host: its connection, facts and
+// checked state.
+type hostRun struct {
+	addr  runtime.Address
+	spec  *HostSpec
+	tasks []*runtime.Resource // in the plan's order
+
+	mu            sync.Mutex
+	address       string // at apply time (BuildOf hosts: from the image builder)
+	port          int
+	conn          *conn
+	checked       bool
+	err           error // connecting, gathering facts or checking failed
+	probes        map[runtime.Address][]Probe
+	steps         map[runtime.Address][]Step
+	stepErr       map[runtime.Address]error
+	dirty         bool // a change was applied since the check
+	addressLater  bool // a build VM whose address is not known yet
+	unreachableOK bool
+}
+
+// NewDriver returns the ssh driver.
+func NewDriver(opts Options) *Driver {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 2 * time.Minute
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 16
+	}
+	kh := opts.KnownHosts
+	if kh == "" {
+		kh = "~/.ssh/known_hosts"
+	}
+	if p, err := expandHome(kh); err == nil {
+		kh = p
+	}
+	if abs, err := filepath.Abs(kh); err == nil {
+		kh = abs
+	}
+	return &Driver{opts: opts, knownHosts: kh, sem: make(chan struct{}, opts.Parallel), hosts: map[runtime.Address]*hostRun{}}
+}
+
+// SetPlan implements apply.Driver: it learns every host and its tasks.
+func (d *Driver) SetPlan(p *runtime.Plan) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.plan = p
+	for _, r := range p.Resources {
+		if hs, ok := r.Spec.(*HostSpec); ok {
+			h := d.hosts[r.Address]
+			if h == nil {
+				h = &hostRun{addr: r.Address, address: hs.Address, port: hs.Port}
+				d.hosts[r.Address] = h
+			}
+			h.spec = hs
+			h.addressLater = hs.BuildOf != "" && h.address == ""
+		}
+	}
+	for _, r := range p.Resources {
+		if t, ok := r.Spec.(Task); ok {
+			if h := d.hosts[t.TaskHost()]; h != nil {
+				h.tasks = append(h.tasks, r)
+			}
+		}
+	}
+}
+
+// SetAddress gives a host its address when it is known only at apply
+// time: the qemu image builder calls it with its build VM's forwarded SSH
+// address before the provision tasks run.
+func (d *Driver) SetAddress(host runtime.Address, address string, port int) {
+	d.mu.Lock()
+	h := d.hosts[host]
+	if h == nil {
+		h = &hostRun{addr: host}
+		d.hosts[host] = h
+	}
+	d.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn != nil && (h.address != address || h.port != port) {
+		h.conn.client.Close()
+		h.conn, h.checked, h.err = nil, false, nil
+	}
+	h.address, h.port, h.addressLater = address, port, false
+}
+
+func (d *Driver) host(addr runtime.Address) (*hostRun, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := d.hosts[addr]
+	if h == nil || h.spec == nil {
+		return nil, fmt.Errorf("host %s is not in the plan", addr)
+	}
+	return h, nil
+}
+
+// connect opens the host's connection and gathers its facts, once; the
+// caller holds h.mu.
+func (d *Driver) connect(ctx context.Context, h *hostRun, rep apply.Reporter) (*conn, error) {
+	if h.conn != nil {
+		return h.conn, nil
+	}
+	if h.address == "" {
+		return nil, fmt.Errorf("%s has no address yet (the build VM of %s is not running)", h.addr.Name(), h.spec.BuildOf)
+	}
+	d.sem <- struct{}{}
+	defer func() { <-d.sem }()
+	client, err := d.dial(ctx, h.addr, h.spec, h.address, h.port, rep)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h.addr.Name(), err)
+	}
+	c := &conn{client: client, spec: h.spec}
+	out, err := c.exec(ctx, "sh -c "+Quote(factsScript), nil)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("%s: gather facts: %w", h.addr.Name(), err)
+	}
+	if c.facts, err = ParseFacts(out); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("%s: %w", h.addr.Name(), err)
+	}
+	if h.spec.Become && !c.facts.Root && !c.facts.SudoNoPassword && h.spec.BecomePassword == nil {
+		client.Close()
+		return nil, fmt.Errorf("%s: become: %w", h.addr.Name(), errSudoPassword)
+	}
+	h.conn = c
+	return c, nil
+}
+
+// check connects, gathers facts and checks every task of the host in one
+// script, once; the caller holds h.mu.
+func (d *Driver) check(ctx context.Context, h *hostRun, rep apply.Reporter) error {
+	if h.checked {
+		return h.err
+	}
+	h.checked = true
+	c, err := d.connect(ctx, h, rep)
+	if err != nil {
+		h.err = err
+		return err
+	}
+	h.steps = map[runtime.Address][]Step{}
+	h.stepErr = map[runtime.Address]error{}
+	h.probes = map[runtime.Address][]Probe{}
+	var scripts []string
+	type slot struct {
+		addr runtime.Address
+		n    int
+	}
+	var slots []slot
+	for _, r := range h.tasks {
+		steps, err := stepsOf(r.Spec.(Task), &c.facts)
+		var probes []string
+		for _, s := range steps {
+			if err != nil {
+				break
+			}
+			var p string
+			p, err = ProbeScript(s.Task, &c.facts)
+			probes = append(probes, p)
+		}
+		if err != nil {
+			h.stepErr[r.Address] = err
+			continue
+		}
+		h.steps[r.Address] = steps
+		slots = append(slots, slot{r.Address, len(probes)})
+		scripts = append(scripts, probes...)
+	}
+	out, err := c.run(ctx, buildCheck(scripts), nil)
+	if err != nil {
+		h.err = fmt.Errorf("%s: check: %w", h.addr.Name(), err)
+		return h.err
+	}
+	probes, err := parseCheck(out, len(scripts))
+	if err != nil {
+		h.err = fmt.Errorf("%s: %w", h.addr.Name(), err)
+		return h.err
+	}
+	i := 0
+	for _, s := range slots {
+		h.probes[s.addr] = probes[i : i+s.n]
+		i += s.n
+	}
+	return nil
+}
+
+// Diff implements apply.Driver: check mode.
+func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Entry) (*apply.Change, error) {
+	switch spec := r.Spec.(type) {
+	case *Inventory:
+		return &apply.Change{Action: apply.NoOp}, nil
+	case *HostSpec:
+		h, err := d.host(r.Address)
+		if err != nil {
+			return nil, err
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.addressLater {
+			return &apply.Change{Action: apply.NoOp}, nil
+		}
+		if err := d.check(ctx, h, d.opts.Out); err != nil {
+			return nil, err
+		}
+		return &apply.Change{Action: apply.NoOp}, nil
+	case Task:
+		h, err := d.host(spec.TaskHost())
+		if err != nil {
+			return nil, err
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.addressLater {
+			return &apply.Change{Action: apply.Update, Attrs: []apply.AttrChange{{Name: "host", Note: "checked when the build VM of " + string(h.spec.BuildOf) + " runs"}}}, nil
+		}
+		if err := d.check(ctx, h, d.opts.Out); err != nil {
+			// The host's own Diff reports the error, once.
+			return &apply.Change{Action: apply.Update, Attrs: []apply.AttrChange{{Name: "host", Note: "unknown: " + h.addr.Name() + " could not be checked"}}}, nil
+		}
+		if err := h.stepErr[r.Address]; err != nil {
+			return nil, err
+		}
+		decs, err := decideSteps(h.steps[r.Address], &h.conn.facts, h.probes[r.Address])
+		if err != nil {
+			return nil, err
+		}
+		return changeOf(h.steps[r.Address], decs), nil
+	}
+	return nil, fmt.Errorf("the ssh driver does not handle %s", r.Kind())
+}
+
+// decideSteps decides each step; a step that runs only if others change
+// does nothing when they do not.
+func decideSteps(steps []Step, f *HostFacts, probes []Probe) ([]*Decision, error) {
+	decs := make([]*Decision, len(steps))
+	for i, s := range steps {
+		dec, err := Decide(s.Task, f, probes[i])
+		if err != nil {
+			if s.Label != "" {
+				return nil, fmt.Errorf("%s: %w", s.Label, err)
+			}
+			return nil, err
+		}
+		if len(s.OnlyIfChanged) > 0 {
+			triggered := false
+			for _, j := range s.OnlyIfChanged {
+				triggered = triggered || decs[j].Action != apply.NoOp
+			}
+			if !triggered {
+				dec = noop("nothing it follows changed")
+			}
+		}
+		decs[i] = dec
+	}
+	return decs, nil
+}
+
+// changeOf merges the decisions of a task's steps.
+func changeOf(steps []Step, decs []*Decision) *apply.Change {
+	c := &apply.Change{Action: apply.NoOp}
+	for i, dec := range decs {
+		if dec.Action == apply.NoOp {
+			continue
+		}
+		if c.Action == apply.NoOp || dec.Action == apply.Update {
+			c.Action = dec.Action
+		}
+		for _, a := range dec.Attrs {
+			if steps[i].Label != "" {
+				a.Name = steps[i].Label + "." + a.Name
+			}
+			c.Attrs = append(c.Attrs, a)
+		}
+		if dec.Pending != "" {
+			c.Attrs = append(c.Attrs, apply.AttrChange{Name: "note", Note: "would change: " + dec.Pending})
+		}
+	}
+	if len(decs) > 1 && c.Action == apply.Create {
+		c.Action = apply.Update
+	}
+	return c
+}
+
+// Apply implements apply.Driver: it makes a task's changes. Tasks are not
+// owned: the entry is nil.
+func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change, rep apply.Reporter) (*apply.Entry, error) {
+	spec, ok := r.Spec.(Task)
+	if !ok {
+		return nil, nil // ssh.host and ssh.inventory: nothing to make
+	}
+	h, err := d.host(spec.TaskHost())
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := d.check(ctx, h, rep); err != nil {
+		return nil, err
+	}
+	if err := h.stepErr[r.Address]; err != nil {
+		return nil, err
+	}
+	steps, probes := h.steps[r.Address], h.probes[r.Address]
+	if h.dirty {
+		// An earlier change on this host: check this task again.
+		var scripts []string
+		for _, s := range steps {
+			p, err := ProbeScript(s.Task, &h.conn.facts)
+			if err != nil {
+				return nil, err
+			}
+			scripts = append(scripts, p)
+		}
+		out, err := h.conn.run(ctx, buildCheck(scripts), nil)
+		if err != nil {
+			return nil, fmt.Errorf("check: %w", err)
+		}
+		if probes, err = parseCheck(out, len(scripts)); err != nil {
+			return nil, err
+		}
+	}
+	decs, err := decideSteps(steps, &h.conn.facts, probes)
+	if err != nil {
+		return nil, err
+	}
+	var script Script
+	var stdin []io.Reader
+	var secret []string
+	earlier := false // an earlier step of the task changes: it may make what a later one needs
+	for i, dec := range decs {
+		if dec.Action == apply.NoOp {
+			continue
+		}
+		if dec.Pending != "" && !earlier {
+			return nil, prefixLabel(steps[i].Label, errors.New(dec.Pending))
+		}
+		earlier = true
+		script.Add("(")
+		script.Append(dec.Script)
+		label := steps[i].Label
+		if label == "" {
+			label = r.Kind()
+		}
+		script.Add(") || { echo " + Quote(label+" failed") + " >&2; exit 1; }")
+		switch {
+		case dec.StdinFile != "":
+			f, err := os.Open(dec.StdinFile)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			stdin = append(stdin, &progressReader{r: f, addr: r.Address, rep: rep, total: st.Size(), step: "upload " + filepath.Base(dec.StdinFile)})
+			// cat reads to EOF: a file must be the only input of its script.
+			if len(stdin) > 1 {
+				return nil, fmt.Errorf("a task may upload one file at a time")
+			}
+		case dec.Stdin != nil:
+			stdin = append(stdin, bytes.NewReader(dec.Stdin))
+			if len(stdin) > 1 {
+				return nil, fmt.Errorf("a task may write one file at a time")
+			}
+			if dec.secret {
+				secret = append(secret, string(dec.Stdin))
+			}
+		}
+	}
+	if script.Empty() {
+		return nil, nil
+	}
+	var in io.Reader
+	if len(stdin) == 1 {
+		in = stdin[0]
+	}
+	h.dirty = true
+	full := "set -e\n" + script.String()
+	if _, err := h.conn.run(ctx, full, in); err != nil {
+		msg := err.Error()
+		for _, s := range secret {
+			for _, l := range strings.Split(s, "\n") {
+				if len(l) >= 4 {
+					msg = strings.ReplaceAll(msg, l, "(secret)")
+				}
+			}
+		}
+		return nil, errors.New(msg)
+	}
+	return nil, nil
+}
+
+func prefixLabel(label string, err error) error {
+	if label == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", label, err)
+}
+
+// Delete implements apply.Driver: tasks are not owned, nothing to delete.
+func (d *Driver) Delete(context.Context, *apply.Entry, apply.Reporter) error { return nil }
+
+// Close implements apply.Driver: it closes the connections.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, h := range d.hosts {
+		h.mu.Lock()
+		if h.conn != nil {
+			h.conn.client.Close()
+			h.conn = nil
+		}
+		h.checked = false
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// progressReader reports an upload's progress.
+type progressReader struct {
+	r     io.Reader
+	addr  runtime.Address
+	rep   apply.Reporter
+	step  string
+	done  int64
+	total int64
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if p.rep != nil && n > 0 {
+		p.rep.Progress(p.addr, p.step, p.done, p.total)
+	}
+	return n, err
+}
