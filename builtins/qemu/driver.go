@@ -255,14 +255,16 @@ func (publishStep) name() string                            { return "publish th
 func (p publishStep) run(_ context.Context, b *build) error { return p.out.publish(b) }
 func (publishStep) cleanup(*build)                          {}
 
-// kvmStatus probes KVM once per driver.
-func (d *Driver) kvmStatus(ctx context.Context) kvmStatus {
+// kvmStatus probes KVM once per driver. The probe has its own timeout and
+// ignores ctx: a build cancelled during the probe must not leave the
+// verdict "does not work" for the others.
+func (d *Driver) kvmStatus(context.Context) kvmStatus {
 	d.kvmOnce.Do(func() {
 		system := d.opts.QemuSystem
 		if system == "" {
 			system = "qemu-system-x86_64"
 		}
-		d.kvm = probeKVM(ctx, system)
+		d.kvm = probeKVM(context.Background(), system)
 	})
 	return d.kvm
 }

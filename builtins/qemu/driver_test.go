@@ -292,3 +292,21 @@ func TestFetchISOFromURLCachesByChecksum(t *testing.T) {
 		t.Errorf("the cache holds %v, want only the verified ISO", left)
 	}
 }
+
+func TestStaleBuildFoldersOfDeadProcessesAreRemoved(t *testing.T) {
+	parent := t.TempDir()
+	prefix := ".build-x_1.qcow2-build-"
+	dead, live, foreign := filepath.Join(parent, prefix+"dead"), filepath.Join(parent, prefix+"live"), filepath.Join(parent, prefix+"nopid")
+	for _, d := range []string{dead, live, foreign} {
+		os.MkdirAll(d, 0o755)
+	}
+	// A pid far above pid_max's default is not running.
+	os.WriteFile(filepath.Join(dead, "pid"), []byte("2147483600"), 0o644)
+	os.WriteFile(filepath.Join(live, "pid"), []byte(fmt.Sprint(os.Getpid())), 0o644)
+	removeStaleBuilds(parent, prefix)
+	for d, want := range map[string]bool{dead: false, live: true, foreign: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s exists: %v, want %v", filepath.Base(d), err == nil, want)
+		}
+	}
+}

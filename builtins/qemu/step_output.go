@@ -2,10 +2,14 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
 // stepOutput makes the build folder: a hidden folder beside output_dir
@@ -28,12 +32,34 @@ func (s *stepOutput) run(_ context.Context, b *build) error {
 		return err
 	}
 	b.final = filepath.Join(b.outDir, b.spec.OutputFile)
-	dir, err := os.MkdirTemp(filepath.Dir(b.outDir), "."+filepath.Base(b.outDir)+"-"+b.spec.OutputFile+"-build-")
+	prefix := "." + filepath.Base(b.outDir) + "-" + b.spec.OutputFile + "-build-"
+	removeStaleBuilds(filepath.Dir(b.outDir), prefix)
+	dir, err := os.MkdirTemp(filepath.Dir(b.outDir), prefix)
 	if err != nil {
 		return err
 	}
 	b.tmpDir = dir
-	return nil
+	return os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+}
+
+// removeStaleBuilds removes the build folders of this image left by a
+// studiorun that was killed (SIGKILL skips the cleanups): those whose pid
+// file names a process that is gone.
+func removeStaleBuilds(parent, prefix string) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, prefix+"*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, "pid"))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(dir)
+		}
+	}
 }
 
 // publish moves the converted image and then its manifest into

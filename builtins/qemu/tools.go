@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Tools runs qemu's programs.
@@ -75,6 +76,10 @@ func (t *execTools) Img(ctx context.Context, out io.Writer, args ...string) ([]b
 func (t *execTools) Start(args []string, stderr io.Writer) (Process, error) {
 	cmd := exec.Command(t.system, args...)
 	cmd.Stderr = stderr
+	// Its own process group: a Ctrl-C in the terminal reaches studiorun,
+	// which decides (the engine may let a running build finish), not qemu.
+	// Pdeathsig: a studiorun killed with SIGKILL takes its qemu along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", t.system, err)
 	}
