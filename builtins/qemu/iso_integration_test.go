@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,5 +210,49 @@ func TestCancelledBuildLeavesNothing(t *testing.T) {
 				t.Errorf("output_dir holds %v", out)
 			}
 		})
+	}
+}
+
+// TestKilledBuilderTakesQemuAlong kills (SIGKILL, no cleanups) a process
+// that started qemu through the builder's tools: qemu goes too.
+func TestKilledBuilderTakesQemuAlong(t *testing.T) {
+	if os.Getenv("STUDIORUN_QEMU_HELPER") == "1" {
+		tools := newExecTools("", "")
+		p, err := tools.Start([]string{"-machine", "pc,accel=tcg", "-display", "none", "-nodefaults", "-m", "32"}, os.Stderr)
+		if err != nil {
+			os.Exit(3)
+		}
+		fmt.Println(p.(*execProcess).cmd.Process.Pid)
+		time.Sleep(time.Minute)
+		return
+	}
+	needPrograms(t, "qemu-system-x86_64")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledBuilderTakesQemuAlong$")
+	cmd.Env = append(os.Environ(), "STUDIORUN_QEMU_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Fscan(out, &pid); err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("the helper did not start qemu: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			break
+		}
+		if data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(data), ") Z ") {
+			break // a zombie: dead, waiting for init to reap it
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("qemu (pid %d) outlived the killed builder", pid)
+		}
 	}
 }
