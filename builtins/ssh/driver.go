@@ -53,6 +53,13 @@ type Driver struct {
 	mu    sync.Mutex
 	plan  *runtime.Plan
 	hosts map[runtime.Address]*hostRun
+
+	// The tasks that Diff found to change, and the outcome of those applied
+	// (nil: succeeded), under doneMu; doneCond signals each outcome.
+	doneMu   sync.Mutex
+	doneCond *sync.Cond
+	pending  map[runtime.Address]bool
+	done     map[runtime.Address]error
 }
 
 // hostRun is the driver's work on one host: its connection, facts and
@@ -94,7 +101,10 @@ func NewDriver(opts Options) *Driver {
 	if abs, err := filepath.Abs(kh); err == nil {
 		kh = abs
 	}
-	return &Driver{opts: opts, knownHosts: kh, sem: make(chan struct{}, opts.Parallel), hosts: map[runtime.Address]*hostRun{}}
+	d := &Driver{opts: opts, knownHosts: kh, sem: make(chan struct{}, opts.Parallel), hosts: map[runtime.Address]*hostRun{},
+		pending: map[runtime.Address]bool{}, done: map[runtime.Address]error{}}
+	d.doneCond = sync.NewCond(&d.doneMu)
+	return d
 }
 
 // SetPlan implements apply.Driver: it learns every host and its tasks.
@@ -208,6 +218,14 @@ func (d *Driver) check(ctx context.Context, h *hostRun, rep apply.Reporter) erro
 	var slots []slot
 	for _, r := range h.tasks {
 		steps, err := stepsOf(r.Spec.(Task), &c.facts)
+		for i, st := range steps {
+			// upload's src is relative to the project root.
+			if u, ok := st.Task.(*Upload); ok && !filepath.IsAbs(u.Src) && d.plan != nil {
+				cp := *u
+				cp.Src = filepath.Join(d.plan.Root, u.Src)
+				steps[i].Task = &cp
+			}
+		}
 		var probes []string
 		for _, s := range steps {
 			if err != nil {
@@ -269,6 +287,7 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		d.setPending(r.Address, true)
 		if h.addressLater {
 			return &apply.Change{Action: apply.Update, Attrs: []apply.AttrChange{{Name: "host", Note: "checked when the build VM of " + string(h.spec.BuildOf) + " runs"}}}, nil
 		}
@@ -283,7 +302,9 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 		if err != nil {
 			return nil, err
 		}
-		return changeOf(h.steps[r.Address], decs), nil
+		c := changeOf(h.steps[r.Address], decs)
+		d.setPending(r.Address, c.Action != apply.NoOp)
+		return c, nil
 	}
 	return nil, fmt.Errorf("the ssh driver does not handle %s", r.Kind())
 }
@@ -340,8 +361,56 @@ func changeOf(steps []Step, decs []*Decision) *apply.Change {
 	return c
 }
 
+func (d *Driver) setPending(a runtime.Address, changes bool) {
+	d.doneMu.Lock()
+	defer d.doneMu.Unlock()
+	d.pending[a] = changes
+}
+
+// result returns the outcome of an applied task (ok false: not applied).
+func (d *Driver) result(a runtime.Address) (error, bool) {
+	d.doneMu.Lock()
+	defer d.doneMu.Unlock()
+	err, ok := d.done[a]
+	return err, ok
+}
+
+func (d *Driver) record(a runtime.Address, err error) {
+	d.doneMu.Lock()
+	defer d.doneMu.Unlock()
+	d.done[a] = err
+	d.doneCond.Broadcast()
+}
+
+// waitFor waits until a task of another host that this one depends on is
+// applied, when it has changes to apply; its failure is returned.
+func (d *Driver) waitFor(ctx context.Context, dep runtime.Address) error {
+	d.doneMu.Lock()
+	defer d.doneMu.Unlock()
+	for d.pending[dep] {
+		if err, ok := d.done[dep]; ok {
+			if err != nil {
+				return fmt.Errorf("not applied: %s failed", dep)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.doneCond.Wait()
+	}
+	return nil
+}
+
 // Apply implements apply.Driver: it makes a task's changes. Tasks are not
 // owned: the entry is nil.
+//
+// A host's tasks run in the order of the script. The engine orders them
+// through their dependency chain; where that chain passes through a task
+// with nothing to change, the engine may start a later task first, so
+// Apply first applies (here, in order) the earlier tasks of the host that
+// have changes and have not run yet; the engine's own call for them then
+// returns their outcome. A failed task fails the host's later tasks.
 func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change, rep apply.Reporter) (*apply.Entry, error) {
 	spec, ok := r.Spec.(Task)
 	if !ok {
@@ -353,11 +422,69 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := d.check(ctx, h, rep); err != nil {
+	if err, ok := d.result(r.Address); ok {
 		return nil, err
 	}
+	for _, j := range h.tasks {
+		if j.Address == r.Address {
+			break
+		}
+		d.doneMu.Lock()
+		pending := d.pending[j.Address]
+		d.doneMu.Unlock()
+		if !pending {
+			continue
+		}
+		jerr, ran := d.result(j.Address)
+		if !ran {
+			jerr = d.applyRecorded(ctx, h, j, rep)
+		}
+		if jerr != nil {
+			err := fmt.Errorf("not applied: %s failed", j.Address)
+			d.record(r.Address, err)
+			return nil, err
+		}
+	}
+	return nil, d.applyRecorded(ctx, h, r, rep)
+}
+
+// applyRecorded applies a task after the tasks of other hosts it depends
+// on, and records its outcome; the caller holds h.mu.
+func (d *Driver) applyRecorded(ctx context.Context, h *hostRun, r *runtime.Resource, rep apply.Reporter) error {
+	var err error
+	for _, dep := range r.DependsOn {
+		if dep == h.addr || d.onHost(dep, h) {
+			continue
+		}
+		if err = d.waitFor(ctx, dep); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = d.applyTask(ctx, h, r, rep)
+	}
+	d.record(r.Address, err)
+	return err
+}
+
+func (d *Driver) onHost(a runtime.Address, h *hostRun) bool {
+	for _, t := range h.tasks {
+		if t.Address == a {
+			return true
+		}
+	}
+	return false
+}
+
+// applyTask checks a task again when an earlier change on the host may
+// have changed its state, and makes its changes in one script; the caller
+// holds h.mu.
+func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource, rep apply.Reporter) error {
+	if err := d.check(ctx, h, rep); err != nil {
+		return err
+	}
 	if err := h.stepErr[r.Address]; err != nil {
-		return nil, err
+		return err
 	}
 	steps, probes := h.steps[r.Address], h.probes[r.Address]
 	if h.dirty {
@@ -366,21 +493,21 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 		for _, s := range steps {
 			p, err := ProbeScript(s.Task, &h.conn.facts)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			scripts = append(scripts, p)
 		}
 		out, err := h.conn.run(ctx, buildCheck(scripts), nil)
 		if err != nil {
-			return nil, fmt.Errorf("check: %w", err)
+			return fmt.Errorf("check: %w", err)
 		}
 		if probes, err = parseCheck(out, len(scripts)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	decs, err := decideSteps(steps, &h.conn.facts, probes)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var script Script
 	var stdin []io.Reader
@@ -391,33 +518,38 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 			continue
 		}
 		if dec.Pending != "" && !earlier {
-			return nil, prefixLabel(steps[i].Label, errors.New(dec.Pending))
+			return prefixLabel(steps[i].Label, errors.New(dec.Pending))
 		}
 		earlier = true
-		script.Add("(")
+		// set -e holds in a subshell that is not the left side of || or &&.
+		script.Add("( set -e")
 		script.Append(dec.Script)
-		label := steps[i].Label
-		if label == "" {
-			label = r.Kind()
+		fail := steps[i].Fail
+		if fail == "" && steps[i].Label != "" {
+			fail = steps[i].Label + " failed"
 		}
-		script.Add(") || { echo " + Quote(label+" failed") + " >&2; exit 1; }")
+		if fail == "" {
+			script.Add(`); rc=$?; [ $rc = 0 ] || exit $rc`)
+		} else {
+			script.Add(`); rc=$?; [ $rc = 0 ] || { echo ` + Quote(fail) + ` >&2; exit $rc; }`)
+		}
 		switch {
 		case dec.StdinFile != "":
 			f, err := os.Open(dec.StdinFile)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			defer f.Close()
 			st, _ := f.Stat()
 			stdin = append(stdin, &progressReader{r: f, addr: r.Address, rep: rep, total: st.Size(), step: "upload " + filepath.Base(dec.StdinFile)})
 			// cat reads to EOF: a file must be the only input of its script.
 			if len(stdin) > 1 {
-				return nil, fmt.Errorf("a task may upload one file at a time")
+				return fmt.Errorf("a task may upload one file at a time")
 			}
 		case dec.Stdin != nil:
 			stdin = append(stdin, bytes.NewReader(dec.Stdin))
 			if len(stdin) > 1 {
-				return nil, fmt.Errorf("a task may write one file at a time")
+				return fmt.Errorf("a task may write one file at a time")
 			}
 			if dec.secret {
 				secret = append(secret, string(dec.Stdin))
@@ -425,15 +557,14 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 		}
 	}
 	if script.Empty() {
-		return nil, nil
+		return nil
 	}
 	var in io.Reader
 	if len(stdin) == 1 {
 		in = stdin[0]
 	}
 	h.dirty = true
-	full := "set -e\n" + script.String()
-	if _, err := h.conn.run(ctx, full, in); err != nil {
+	if _, err := h.conn.run(ctx, script.String(), in); err != nil {
 		msg := err.Error()
 		for _, s := range secret {
 			for _, l := range strings.Split(s, "\n") {
@@ -442,9 +573,9 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 				}
 			}
 		}
-		return nil, errors.New(msg)
+		return errors.New(msg)
 	}
-	return nil, nil
+	return nil
 }
 
 func prefixLabel(label string, err error) error {

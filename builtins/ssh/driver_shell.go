@@ -6,7 +6,8 @@ import (
 
 // Quote returns s quoted for a POSIX shell: unchanged when it holds only
 // characters that no shell interprets, else in single quotes (a single
-// quote itself written as '\'').
+// quote itself closes the quotes, is escaped with a backslash, and reopens
+// them).
 func Quote(s string) string {
 	if s == "" {
 		return "''"

@@ -61,6 +61,9 @@ type Step struct {
 	Label         string // names the step in attributes and errors
 	Task          Task
 	OnlyIfChanged []int
+	// Fail is the error shown when the step's commands fail (naming, say,
+	// the NFS server as well as the host); default "<label> failed".
+	Fail string
 }
 
 // stepsOf returns the primitive steps of a task.

@@ -74,7 +74,7 @@ func decideWrite(path string, data []byte, secret bool, w Write, f *HostFacts, p
 			d.Action = apply.Create
 		}
 		if !p.Has("parent") {
-			d.Pending = fmt.Sprintf("directory %s does not exist (yet: an earlier task may create it)", parentDir(path))
+			d.Script.Cmd("mkdir", "-p", "--", parentDir(path))
 		}
 		d.note("content", contentNote(path, p, string(data), secret))
 		d.Stdin = data
@@ -123,7 +123,7 @@ func decideUpload(t *Upload, f *HostFacts, p Probe) (*Decision, error) {
 			d.Action = apply.Create
 		}
 		if !p.Has("parent") {
-			d.Pending = fmt.Sprintf("directory %s does not exist (yet: an earlier task may create it)", parentDir(t.Dest))
+			d.Script.Cmd("mkdir", "-p", "--", parentDir(t.Dest))
 		}
 		d.attr("sha256", p["sha256"], sum)
 		d.Attrs[len(d.Attrs)-1].Note = fmt.Sprintf("%d bytes from %s", size, t.Src)

@@ -1,0 +1,332 @@
+package ssh_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	xssh "golang.org/x/crypto/ssh"
+
+	"go.starlark.net/starlark"
+
+	"github.com/studiorun/studiorun/builtins/nfs"
+	"github.com/studiorun/studiorun/builtins/ssh"
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
+	"github.com/studiorun/studiorun/runtime"
+	"github.com/studiorun/studiorun/runtime/apply"
+)
+
+// These tests apply plans to real sshd test hosts (sshtest) through the
+// apply engine, as `studiorun up` does.
+
+type router struct{ d *ssh.Driver }
+
+func (r router) Route(string, json.RawMessage) (apply.Driver, error) { return r.d, nil }
+func (r router) Close() error                                        { return r.d.Close() }
+
+// project is a project folder holding a script and its files.
+type project struct {
+	t    *testing.T
+	root string
+}
+
+func newProject(t *testing.T, files map[string]string) *project {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, ".studiorun"), 0o755)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &project{t: t, root: root}
+}
+
+func (p *project) eval(script string) *runtime.Plan {
+	p.t.Helper()
+	path := filepath.Join(p.root, "servers.star")
+	os.WriteFile(path, []byte(script), 0o644)
+	plan, err := runtime.Eval(runtime.Options{Script: path, Modules: starlark.StringDict{"ssh": ssh.Module, "nfs": nfs.Module}})
+	if err != nil {
+		p.t.Fatalf("eval: %v", err)
+	}
+	return plan
+}
+
+// run plans (and with up, applies) the script with a new driver, as one
+// run of studiorun does; it returns the changes and the output.
+func (p *project) run(plan *runtime.Plan, opts ssh.Options, up bool) (*apply.Changes, string, error) {
+	p.t.Helper()
+	var out bytes.Buffer
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
+	o := apply.NewOutput(&out, false)
+	opts.Out = o
+	d := ssh.NewDriver(opts)
+	defer d.Close()
+	st, err := apply.OpenState(p.root, "servers.star")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer st.Close()
+	e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+	ctx := context.Background()
+	changes, err := e.Plan(ctx, plan)
+	if err != nil || !up {
+		return changes, out.String(), err
+	}
+	err = e.Apply(ctx, changes)
+	if err == nil && len(st.Entries()) != 0 {
+		p.t.Errorf("tasks recorded in the state: %v", st.Entries())
+	}
+	return changes, out.String(), err
+}
+
+func knownHosts(t *testing.T, hosts ...sshtest.Host) string {
+	f := filepath.Join(t.TempDir(), "known_hosts")
+	var lines []string
+	for _, h := range hosts {
+		lines = append(lines, h.KnownHostsLine)
+	}
+	os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	return f
+}
+
+func mustExec(t *testing.T, h sshtest.Host, cmd string) string {
+	t.Helper()
+	out, err := h.Exec(cmd)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", h.Name, cmd, err)
+	}
+	return out
+}
+
+// pubKeyOf returns the public key (authorized_keys line) of the test key.
+func pubKeyOf(t *testing.T, h sshtest.Host) string {
+	return strings.TrimSpace(string(xssh.MarshalAuthorizedKey(h.Signer.PublicKey()))) + " test@studiorun"
+}
+
+func counts(c *apply.Changes) map[apply.Action]int { return c.Counts() }
+
+const everyTask = `
+load("//stdlib/roles/ops_user.star", "ops_user")
+for i, addr in enumerate(ADDRS):
+    h = ssh.host("t%d" % i, addr, key = KEY, become = True)
+    ops_user(h, public_key = PUB)
+    h.group("vfx")
+    h.user("artist", shell = "/bin/sh", groups = ["vfx", h.facts.admin_group])
+    h.file("/srv/vfx", state = "directory", mode = 0o2775, group = "vfx")
+    h.file("/srv/vfx/touched", state = "touch", mode = 0o600)
+    h.file("/srv/vfx/touched", state = "file", owner = "artist", name = "own it")
+    h.copy("/etc/motd", content = "welcome to t%d\n" % i, backup = True)
+    h.copy("/etc/studio/files.txt", src = "files.txt", mode = 0o644, name = "needs its dir")
+    h.template("/etc/studio.conf", src = "studio.tmpl", values = {"name": "t%d" % i}, mode = 0o640, owner = "root", group = "vfx")
+    h.line_in_file("/etc/studio.env", line = "extra=1", create = True)
+    h.line_in_file("/etc/studio.env", line = "NAME=t%d" % i, regexp = "^NAME=", insert_before = "BOF", name = "env name")
+    h.line_in_file("/etc/hosts", line = "10.77.0.1 gateway.studio")
+    h.package(["sudo", "openssh-server"])
+    h.mount("/scratch", source = "tmpfs", fstype = "tmpfs", options = "size=16m")
+    h.command("touch /srv/vfx/made", creates = "/srv/vfx/made")
+    h.shell("echo ran >> /srv/vfx/log", unless = "grep -q ran /srv/vfx/log", name = "log once")
+    h.upload("payload.bin", "/srv/vfx/payload.bin", mode = 0o640)
+`
+
+func addrsScript(hosts []sshtest.Host, body string, extra string) string {
+	var addrs []string
+	for _, h := range hosts {
+		addrs = append(addrs, fmt.Sprintf("%q", h.Address))
+	}
+	return fmt.Sprintf("ADDRS = [%s]\nKEY = %q\n%s\n%s", strings.Join(addrs, ", "), hosts[0].KeyPath, extra, body)
+}
+
+func TestEveryTaskKindConvergesOnRealHosts(t *testing.T) {
+	hosts := sshtest.Hosts(t, 2)
+	p := newProject(t, map[string]string{
+		"studio.tmpl": "# studio\nname={{ .name }}\n",
+		"files.txt":   "a\nb\n",
+		"payload.bin": strings.Repeat("payload\n", 10000),
+	})
+	// The ops key is the test key, so that the second script logs in as ops.
+	plan := p.eval(addrsScript(hosts, everyTask, fmt.Sprintf("PUB = %q", pubKeyOf(t, hosts[0]))))
+	kh := knownHosts(t, hosts...)
+	opts := ssh.Options{KnownHosts: kh}
+
+	// Check mode changes nothing.
+	changes, out, err := p.run(plan, opts, false)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	if changes.Empty() {
+		t.Fatalf("plan of fresh hosts: no changes")
+	}
+	if _, err := hosts[0].Exec("id ops"); err == nil {
+		t.Fatalf("check mode created user ops")
+	}
+
+	start := time.Now()
+	_, out, err = p.run(plan, opts, true)
+	if err != nil {
+		t.Fatalf("first up: %v\n%s", err, out)
+	}
+	t.Logf("first up of %d resources on 2 hosts: %s", len(plan.Resources), time.Since(start))
+
+	for _, h := range hosts {
+		if got := mustExec(t, h, "id -nG ops"); !strings.Contains(got, "sudo") {
+			t.Errorf("%s: ops groups %q, want sudo among them", h.Name, got)
+		}
+		if got := mustExec(t, h, "stat -c '%a %U %G' /etc/sudoers.d/ops"); strings.TrimSpace(got) != "440 root root" {
+			t.Errorf("%s: sudoers %q", h.Name, got)
+		}
+		if got := mustExec(t, h, "cat /home/ops/.ssh/authorized_keys; stat -c %a /home/ops/.ssh /home/ops/.ssh/authorized_keys"); !strings.Contains(got, "test@studiorun") || !strings.Contains(got, "700\n600") {
+			t.Errorf("%s: authorized_keys %q", h.Name, got)
+		}
+		if got := mustExec(t, h, "cat /etc/studio.conf /etc/studio.env; stat -c '%a %G' /etc/studio.conf"); !strings.HasPrefix(got, "# studio\nname=t") || !strings.HasSuffix(got, "extra=1\n640 vfx\n") || !strings.Contains(got, "\nNAME=t") {
+			t.Errorf("%s: studio.conf %q", h.Name, got)
+		}
+		if got := mustExec(t, h, "grep -c ' /scratch ' /etc/fstab; grep ' /scratch ' /proc/self/mounts | cut -d' ' -f3"); got != "1\ntmpfs\n" {
+			t.Errorf("%s: /scratch %q", h.Name, got)
+		}
+		if got := mustExec(t, h, "cat /srv/vfx/log; stat -c '%a %G' /srv/vfx; stat -c '%U %a' /srv/vfx/touched; ls /srv/vfx/made; stat -c %s /srv/vfx/payload.bin"); got != "ran\n2775 vfx\nartist 600\n/srv/vfx/made\n80000\n" {
+			t.Errorf("%s: /srv/vfx %q", h.Name, got)
+		}
+		if left := mustExec(t, h, "ls -a /etc /etc/sudoers.d | grep -c studiorun || true"); strings.TrimSpace(left) != "0" {
+			t.Errorf("%s: temporary files left: %s", h.Name, left)
+		}
+	}
+
+	// The second run changes nothing.
+	start = time.Now()
+	changes, out, err = p.run(plan, opts, false)
+	if err != nil {
+		t.Fatalf("second plan: %v\n%s", err, out)
+	}
+	t.Logf("no-op plan: %s", time.Since(start))
+	if n := counts(changes); len(plan.Resources) != n[apply.NoOp] {
+		t.Errorf("second run: %v, want all %d no-op", n, len(plan.Resources))
+	}
+
+	// Become through sudo: ops logs in with the key and sudo -n.
+	second := p.eval(addrsScript(hosts[:1], `
+h = ssh.host("asops", ADDRS[0], user = "ops", key = KEY, become = True)
+h.copy("/etc/as-ops", content = "by ops\n", mode = 0o600)
+h.command("id -u", name = "whoami")
+`, ""))
+	_, out, err = p.run(second, opts, true)
+	if err != nil {
+		t.Fatalf("up as ops with become: %v\n%s", err, out)
+	}
+	if got := mustExec(t, hosts[0], "stat -c '%U %a' /etc/as-ops; cat /etc/as-ops"); got != "root 600\nby ops\n" {
+		t.Errorf("as-ops: %q", got)
+	}
+}
+
+func TestHostKeysAreChecked(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	p := newProject(t, nil)
+	plan := p.eval(addrsScript(hosts, `h = ssh.host("k", ADDRS[0], key = KEY)
+h.file("/tmp", state = "directory")`, ""))
+
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	_, _, err := p.run(plan, ssh.Options{KnownHosts: empty}, false)
+	if err == nil || !strings.Contains(err.Error(), "unknown") || !strings.Contains(err.Error(), "--accept-new-host-keys") {
+		t.Fatalf("unknown key: got %v, want a refusal", err)
+	}
+	if _, _, err := p.run(plan, ssh.Options{KnownHosts: empty, AcceptNewHostKeys: true}, false); err != nil {
+		t.Fatalf("accept new key: %v", err)
+	}
+	data, _ := os.ReadFile(empty)
+	if strings.TrimSpace(string(data)) != strings.TrimSpace(h.KnownHostsLine) {
+		t.Errorf("known_hosts after accepting: %q, want %q", data, h.KnownHostsLine)
+	}
+	old := xssh.FingerprintSHA256(h.HostKey)
+	if err := h.ChangeHostKey(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = p.run(plan, ssh.Options{KnownHosts: empty, AcceptNewHostKeys: true}, false)
+	if err == nil || !strings.Contains(err.Error(), "CHANGED") || !strings.Contains(err.Error(), old) || !strings.Contains(err.Error(), xssh.FingerprintSHA256(h.HostKey)) {
+		t.Fatalf("changed key: got %v, want a refusal showing %s and %s", err, old, xssh.FingerprintSHA256(h.HostKey))
+	}
+}
+
+func TestAHostThatGoesDownFailsAlone(t *testing.T) {
+	hosts := sshtest.Hosts(t, 2)
+	p := newProject(t, nil)
+	plan := p.eval(addrsScript(hosts, `
+for i, addr in enumerate(ADDRS):
+    h = ssh.host("t%d" % i, addr, key = KEY)
+    h.file("/srv/a", state = "directory")
+    h.file("/srv/b", state = "directory")
+`, ""))
+	var out bytes.Buffer
+	o := apply.NewOutput(&out, false)
+	d := ssh.NewDriver(ssh.Options{KnownHosts: knownHosts(t, hosts...), ConnectTimeout: 3 * time.Second, Out: o})
+	defer d.Close()
+	st, err := apply.OpenState(p.root, "servers.star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+	changes, err := e.Plan(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts[1].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	err = e.Apply(context.Background(), changes)
+	if err == nil {
+		t.Fatalf("apply with t1 down succeeded\n%s", out.String())
+	}
+	if strings.Contains(err.Error(), ".t0:") {
+		t.Errorf("t0 failed too: %v", err)
+	}
+	if !strings.Contains(err.Error(), ".t1:") {
+		t.Errorf("the error does not name t1: %v", err)
+	}
+	if got := mustExec(t, hosts[0], "ls -d /srv/a /srv/b"); got != "/srv/a\n/srv/b\n" {
+		t.Errorf("t0: %q", got)
+	}
+}
+
+func TestNFSInCheckMode(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	p := newProject(t, nil)
+	// The test hosts run no systemd: an export, which needs its service,
+	// is refused with that reason; a mount is checked.
+	plan := p.eval(addrsScript(hosts, `
+h = ssh.host("nfs", ADDRS[0], key = KEY)
+nfs.mount(h, server = "10.77.0.250", export = "/srv/nfs/vfx", path = "/vfx")
+`, ""))
+	kh := knownHosts(t, hosts...)
+	changes, out, err := p.run(plan, ssh.Options{KnownHosts: kh}, false)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	if n := counts(changes); n[apply.Update] != 1 {
+		t.Errorf("changes %v, want the mount to update", n)
+	}
+	if got := mustExec(t, hosts[0], "ls -d /vfx 2>&1 || true"); !strings.Contains(got, "No such file") {
+		t.Errorf("check mode made the mount point: %q", got)
+	}
+	export := p.eval(addrsScript(hosts, `
+h = ssh.host("nfs", ADDRS[0], key = KEY)
+nfs.export(h, "/srv/nfs/vfx", clients = "10.77.0.0/24")
+`, ""))
+	_, _, err = p.run(export, ssh.Options{KnownHosts: kh}, false)
+	if err == nil || !strings.Contains(err.Error(), "nfs.export.nfs:/srv/nfs/vfx: service nfs-kernel-server: the host does not run systemd") {
+		t.Errorf("export on a host without systemd: got %v", err)
+	}
+}
+
+var _ = ed25519.GenerateKey
+var _ = rand.Reader
