@@ -69,18 +69,17 @@ type hostRun struct {
 	spec  *HostSpec
 	tasks []*runtime.Resource // in the plan's order
 
-	mu            sync.Mutex
-	address       string // at apply time (BuildOf hosts: from the image builder)
-	port          int
-	conn          *conn
-	checked       bool
-	err           error // connecting, gathering facts or checking failed
-	probes        map[runtime.Address][]Probe
-	steps         map[runtime.Address][]Step
-	stepErr       map[runtime.Address]error
-	dirty         bool // a change was applied since the check
-	addressLater  bool // a build VM whose address is not known yet
-	unreachableOK bool
+	mu           sync.Mutex
+	address      string // at apply time (BuildOf hosts: from the image builder)
+	port         int
+	conn         *conn
+	checked      bool
+	err          error // connecting, gathering facts or checking failed
+	probes       map[runtime.Address][]Probe
+	steps        map[runtime.Address][]Step
+	stepErr      map[runtime.Address]error
+	dirty        bool // a change was applied since the check
+	addressLater bool // a build VM whose address is not known yet
 }
 
 // NewDriver returns the ssh driver.
@@ -112,6 +111,9 @@ func (d *Driver) SetPlan(p *runtime.Plan) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.plan = p
+	for _, h := range d.hosts {
+		h.tasks, h.checked, h.err, h.dirty = nil, false, nil, false
+	}
 	for _, r := range p.Resources {
 		if hs, ok := r.Spec.(*HostSpec); ok {
 			h := d.hosts[r.Address]
@@ -147,9 +149,48 @@ func (d *Driver) SetAddress(host runtime.Address, address string, port int) {
 	defer h.mu.Unlock()
 	if h.conn != nil && (h.address != address || h.port != port) {
 		h.conn.client.Close()
-		h.conn, h.checked, h.err = nil, false, nil
+		h.conn = nil
 	}
+	h.checked, h.err, h.dirty = false, nil, false
 	h.address, h.port, h.addressLater = address, port, false
+}
+
+// Provision applies, in order, every task of a host whose address is
+// known only at apply time (the build VM of a qemu.image, reachable at
+// address:port), reporting each task's outcome; it implements the image
+// builder's Provisioner. The engine does not apply those tasks itself:
+// their Diff is a no-op, the image's own change being their run. The
+// connection is closed at the end (the VM shuts down next).
+func (d *Driver) Provision(ctx context.Context, host runtime.Address, address string, port int, rep apply.Reporter) error {
+	d.SetAddress(host, address, port)
+	h, err := d.host(host)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	defer func() {
+		if h.conn != nil {
+			h.conn.client.Close()
+			h.conn = nil
+		}
+		h.checked = false
+	}()
+	for _, r := range h.tasks {
+		changed, err := d.applyTask(ctx, h, r, rep)
+		d.record(r.Address, err)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.Address, err)
+		}
+		if rep != nil {
+			if changed {
+				rep.Notef(r.Address, "changed")
+			} else {
+				rep.Notef(r.Address, "ok")
+			}
+		}
+	}
+	return nil
 }
 
 func (d *Driver) host(addr runtime.Address) (*hostRun, error) {
@@ -273,8 +314,8 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.addressLater {
-			return &apply.Change{Action: apply.NoOp}, nil
+		if h.spec.BuildOf != "" {
+			return &apply.Change{Action: apply.NoOp}, nil // checked by Provision
 		}
 		if err := d.check(ctx, h, d.opts.Out); err != nil {
 			return nil, err
@@ -287,10 +328,11 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		d.setPending(r.Address, true)
-		if h.addressLater {
-			return &apply.Change{Action: apply.Update, Attrs: []apply.AttrChange{{Name: "host", Note: "checked when the build VM of " + string(h.spec.BuildOf) + " runs"}}}, nil
+		if h.spec.BuildOf != "" {
+			// Applied by the image builder (Provision) while its build VM runs.
+			return &apply.Change{Action: apply.NoOp}, nil
 		}
+		d.setPending(r.Address, true)
 		if err := d.check(ctx, h, d.opts.Out); err != nil {
 			// The host's own Diff reports the error, once.
 			return &apply.Change{Action: apply.Update, Attrs: []apply.AttrChange{{Name: "host", Note: "unknown: " + h.addr.Name() + " could not be checked"}}}, nil
@@ -461,7 +503,7 @@ func (d *Driver) applyRecorded(ctx context.Context, h *hostRun, r *runtime.Resou
 		}
 	}
 	if err == nil {
-		err = d.applyTask(ctx, h, r, rep)
+		_, err = d.applyTask(ctx, h, r, rep)
 	}
 	d.record(r.Address, err)
 	return err
@@ -479,12 +521,12 @@ func (d *Driver) onHost(a runtime.Address, h *hostRun) bool {
 // applyTask checks a task again when an earlier change on the host may
 // have changed its state, and makes its changes in one script; the caller
 // holds h.mu.
-func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource, rep apply.Reporter) error {
+func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource, rep apply.Reporter) (changed bool, err error) {
 	if err := d.check(ctx, h, rep); err != nil {
-		return err
+		return false, err
 	}
 	if err := h.stepErr[r.Address]; err != nil {
-		return err
+		return false, err
 	}
 	steps, probes := h.steps[r.Address], h.probes[r.Address]
 	if h.dirty {
@@ -493,21 +535,21 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 		for _, s := range steps {
 			p, err := ProbeScript(s.Task, &h.conn.facts)
 			if err != nil {
-				return err
+				return false, err
 			}
 			scripts = append(scripts, p)
 		}
 		out, err := h.conn.run(ctx, buildCheck(scripts), nil)
 		if err != nil {
-			return fmt.Errorf("check: %w", err)
+			return false, fmt.Errorf("check: %w", err)
 		}
 		if probes, err = parseCheck(out, len(scripts)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	decs, err := decideSteps(steps, &h.conn.facts, probes)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var script Script
 	var stdin []io.Reader
@@ -518,7 +560,7 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 			continue
 		}
 		if dec.Pending != "" && !earlier {
-			return prefixLabel(steps[i].Label, errors.New(dec.Pending))
+			return false, prefixLabel(steps[i].Label, errors.New(dec.Pending))
 		}
 		earlier = true
 		// set -e holds in a subshell that is not the left side of || or &&.
@@ -537,19 +579,19 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 		case dec.StdinFile != "":
 			f, err := os.Open(dec.StdinFile)
 			if err != nil {
-				return err
+				return false, err
 			}
 			defer f.Close()
 			st, _ := f.Stat()
 			stdin = append(stdin, &progressReader{r: f, addr: r.Address, rep: rep, total: st.Size(), step: "upload " + filepath.Base(dec.StdinFile)})
 			// cat reads to EOF: a file must be the only input of its script.
 			if len(stdin) > 1 {
-				return fmt.Errorf("a task may upload one file at a time")
+				return false, fmt.Errorf("a task may upload one file at a time")
 			}
 		case dec.Stdin != nil:
 			stdin = append(stdin, bytes.NewReader(dec.Stdin))
 			if len(stdin) > 1 {
-				return fmt.Errorf("a task may write one file at a time")
+				return false, fmt.Errorf("a task may write one file at a time")
 			}
 			if dec.secret {
 				secret = append(secret, string(dec.Stdin))
@@ -557,7 +599,7 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 		}
 	}
 	if script.Empty() {
-		return nil
+		return false, nil
 	}
 	var in io.Reader
 	if len(stdin) == 1 {
@@ -573,9 +615,9 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 				}
 			}
 		}
-		return errors.New(msg)
+		return false, errors.New(msg)
 	}
-	return nil
+	return true, nil
 }
 
 func prefixLabel(label string, err error) error {

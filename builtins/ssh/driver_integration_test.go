@@ -330,3 +330,117 @@ nfs.export(h, "/srv/nfs/vfx", clients = "10.77.0.0/24")
 
 var _ = ed25519.GenerateKey
 var _ = rand.Reader
+
+// secrets is a SecretSource for tests.
+type secrets map[string]string
+
+func (s secrets) LookupSecret(name string) (string, bool) { v, ok := s[name]; return v, ok }
+
+func TestBecomeWithAPasswordAndSecretsNeverShow(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	pub := pubKeyOf(t, h)
+	mustExec(t, h, `useradd -m -s /bin/sh pw && echo 'pw:Sudo-Pa55' | chpasswd && echo 'pw ALL=(ALL) ALL' > /etc/sudoers.d/pw && chmod 440 /etc/sudoers.d/pw &&
+mkdir -p /home/pw/.ssh && echo '`+pub+`' > /home/pw/.ssh/authorized_keys && chown -R pw /home/pw/.ssh && chmod 700 /home/pw/.ssh`)
+	p := newProject(t, nil)
+	path := filepath.Join(p.root, "servers.star")
+	os.WriteFile(path, []byte(addrsScript(hosts, `
+h = ssh.host("pw", ADDRS[0], user = "pw", key = KEY, become = True, become_password = secret("sudo"))
+h.copy("/etc/token", content = secret("token"), mode = 0o600)
+h.copy("/etc/sudoers.d/broken", content = secret("token"), mode = 0o440, validate = "visudo -cf %s")
+`, "")), 0o644)
+	plan, err := runtime.Eval(runtime.Options{Script: path, Modules: starlark.StringDict{"ssh": ssh.Module, "nfs": nfs.Module},
+		Secrets: secrets{"sudo": "Sudo-Pa55", "token": "T0ken-Value-42\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := p.run(plan, ssh.Options{KnownHosts: knownHosts(t, h)}, true)
+	if err == nil || !strings.Contains(err.Error(), "visudo") {
+		t.Fatalf("a sudoers file that visudo refuses was applied: %v\n%s", err, out)
+	}
+	all := out + err.Error()
+	for _, s := range []string{"Sudo-Pa55", "T0ken-Value-42"} {
+		if strings.Contains(all, s) {
+			t.Errorf("the output shows a secret:\n%s", all)
+		}
+	}
+	if got := mustExec(t, h, "stat -c '%U %a' /etc/token; cat /etc/token; ls /etc/sudoers.d"); got != "root 600\nT0ken-Value-42\nREADME\npw\n" && got != "root 600\nT0ken-Value-42\npw\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestProvisionAppliesABuildHostsTasks(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	p := newProject(t, nil)
+	path := filepath.Join(p.root, "servers.star")
+	os.WriteFile(path, []byte(fmt.Sprintf(`
+load("//stdlib/roles/ops_user.star", "ops_user")
+host = build_host("soe-build", %q)
+ops_user(host, public_key = %q)
+`, h.KeyPath, pubKeyOf(t, h))), 0o644)
+	buildHost := starlark.NewBuiltin("build_host", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var name, key string
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "key", &key); err != nil {
+			return nil, err
+		}
+		return ssh.DeclareHost(thread, b.Name(), name, &ssh.HostSpec{User: "root", Key: key, BuildOf: "qemu.image.soe"})
+	})
+	plan, err := runtime.Eval(runtime.Options{Script: path, Modules: starlark.StringDict{"ssh": ssh.Module}, Extra: starlark.StringDict{"build_host": buildHost}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := apply.NewOutput(&out, false)
+	d := ssh.NewDriver(ssh.Options{KnownHosts: knownHosts(t, h), Out: o, ConnectTimeout: 5 * time.Second})
+	defer d.Close()
+	d.SetPlan(plan)
+	for _, r := range plan.Resources {
+		c, err := d.Diff(context.Background(), r, nil)
+		if err != nil || c.Action != apply.NoOp {
+			t.Fatalf("%s: %v %v: the tasks of a build host run in the image build", r.Address, c, err)
+		}
+	}
+	if err := d.Provision(context.Background(), "ssh.host.soe-build", h.Address, h.Port, o); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out.String())
+	}
+	if got := mustExec(t, h, "id -nG ops"); !strings.Contains(got, "sudo") {
+		t.Errorf("ops: %q", got)
+	}
+	if n := strings.Count(out.String(), ": changed\n"); n != 3 {
+		t.Errorf("first provision: %d changed, want 3:\n%s", n, out.String())
+	}
+	out.Reset()
+	if err := d.Provision(context.Background(), "ssh.host.soe-build", h.Address, h.Port, o); err != nil {
+		t.Fatalf("second provision: %v", err)
+	}
+	if n := strings.Count(out.String(), ": ok\n"); n != 3 {
+		t.Errorf("second provision: %d ok, want 3:\n%s", n, out.String())
+	}
+}
+
+func TestWaitingForSSH(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	p := newProject(t, nil)
+	plan := p.eval(addrsScript(hosts, `h = ssh.host("late", ADDRS[0], key = KEY)
+h.file("/tmp", state = "directory")`, ""))
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(2 * time.Second)
+		h.Start()
+	}()
+	_, out, err := p.run(plan, ssh.Options{KnownHosts: knownHosts(t, h), ConnectTimeout: 30 * time.Second}, false)
+	if err != nil {
+		t.Fatalf("plan of a host that comes up late: %v", err)
+	}
+	if !strings.Contains(out, "waiting for SSH") {
+		t.Errorf("no waiting note:\n%s", out)
+	}
+	_, _, err = p.run(plan, ssh.Options{KnownHosts: knownHosts(t, h), ConnectTimeout: time.Second}, false)
+	if err != nil {
+		t.Fatalf("second plan: %v", err)
+	}
+}
