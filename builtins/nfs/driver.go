@@ -2,7 +2,6 @@ package nfs
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/studiorun/studiorun/builtins/ssh"
@@ -44,7 +43,8 @@ func (e *Export) ExportsLine() string {
 }
 
 // Steps implements ssh.Composite: the server package, the directory, one
-// /etc/exports line for the path (replacing any other line for it), the
+// /etc/exports line for the path (the first line for it replaced, others
+// removed), the
 // NFS service enabled and started, and exportfs -ra when the line changed.
 func (e *Export) Steps(f *ssh.HostFacts) ([]ssh.Step, error) {
 	pkg, err := family(f, serverPackage, "server package")
@@ -56,7 +56,7 @@ func (e *Export) Steps(f *ssh.HostFacts) ([]ssh.Step, error) {
 	return []ssh.Step{
 		{Label: "package", Task: &ssh.Package{Names: []string{pkg}, State: "present"}},
 		{Label: "directory", Task: &ssh.File{Path: e.Path, State: "directory"}},
-		{Label: "exports", Task: &ssh.LineInFile{Path: "/etc/exports", Line: e.ExportsLine(), Regexp: `^` + regexp.QuoteMeta(e.Path) + `\s`, State: "present", Create: true}},
+		{Label: "exports", Task: &ssh.KeyedLine{Path: "/etc/exports", Field: 0, Key: e.Path, Line: e.ExportsLine()}},
 		{Label: "service", Task: &ssh.Service{Name: svc, Enabled: &on, State: "started"}},
 		{Label: "exportfs", Task: &ssh.Command{Argv: []string{"exportfs", "-ra"}}, OnlyIfChanged: []int{2}},
 	}, nil

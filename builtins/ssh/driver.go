@@ -340,7 +340,7 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 		if err := h.stepErr[r.Address]; err != nil {
 			return nil, err
 		}
-		decs, err := decideSteps(h.steps[r.Address], &h.conn.facts, h.probes[r.Address])
+		decs, err := DecideSteps(h.steps[r.Address], &h.conn.facts, h.probes[r.Address])
 		if err != nil {
 			return nil, err
 		}
@@ -351,9 +351,9 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 	return nil, fmt.Errorf("the ssh driver does not handle %s", r.Kind())
 }
 
-// decideSteps decides each step; a step that runs only if others change
-// does nothing when they do not.
-func decideSteps(steps []Step, f *HostFacts, probes []Probe) ([]*Decision, error) {
+// DecideSteps decides each step of a task from its probe; a step that
+// runs only if others change does nothing when they do not.
+func DecideSteps(steps []Step, f *HostFacts, probes []Probe) ([]*Decision, error) {
 	decs := make([]*Decision, len(steps))
 	for i, s := range steps {
 		dec, err := Decide(s.Task, f, probes[i])
@@ -547,7 +547,7 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 			return false, err
 		}
 	}
-	decs, err := decideSteps(steps, &h.conn.facts, probes)
+	decs, err := DecideSteps(steps, &h.conn.facts, probes)
 	if err != nil {
 		return false, err
 	}

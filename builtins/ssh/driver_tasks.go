@@ -97,6 +97,9 @@ func ProbeScript(t Task, f *HostFacts) (string, error) {
 	case *LineInFile:
 		s.Cmd("_st", t.Path)
 		s.Cmd("_cat", t.Path)
+	case *KeyedLine:
+		s.Cmd("_st", t.Path)
+		s.Cmd("_cat", t.Path)
 	case *Package:
 		switch f.PackageManager {
 		case "apt":
@@ -171,6 +174,8 @@ func Decide(t Task, f *HostFacts, p Probe) (*Decision, error) {
 		return decideUpload(t, f, p)
 	case *LineInFile:
 		return decideLineInFile(t, p)
+	case *KeyedLine:
+		return decideKeyedLine(t, p)
 	case *Package:
 		return decidePackage(t, f, p), nil
 	case *Service:

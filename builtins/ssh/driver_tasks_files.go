@@ -257,3 +257,44 @@ func decideLineInFile(t *LineInFile, p Probe) (*Decision, error) {
 	d.Script.Append(writeFileScript(t.Path, resolvedOwnership{}, "", false))
 	return d, nil
 }
+
+// KeyedLine is a step (not a Starlark task) that keeps exactly one line
+// for a key in a file, such as the /etc/exports line of a directory: the
+// line whose Field-th blank-separated field is Key is Line, other lines
+// for the key are removed. A missing file is created with mode 0644.
+type KeyedLine struct {
+	HostTask
+	Path  string `json:"path"`
+	Field int    `json:"field"`
+	Key   string `json:"key"`
+	Line  string `json:"line"`
+}
+
+// Kind implements runtime.Spec.
+func (*KeyedLine) Kind() string { return "ssh.keyed_line" }
+
+func decideKeyedLine(t *KeyedLine, p Probe) (*Decision, error) {
+	fs := p.file()
+	if fs.Exists && !fs.IsFile {
+		return nil, fmt.Errorf("%s is a %s, not a file", t.Path, p["type"])
+	}
+	if p.Has("content_too_large") {
+		return nil, fmt.Errorf("%s is larger than 256 KiB", t.Path)
+	}
+	old, _, err := p.Content("content")
+	if err != nil {
+		return nil, err
+	}
+	want := EditKeyed(old, t.Field, t.Key, t.Line)
+	if fs.Exists && want == old {
+		return noop(t.Path + " has the line for " + t.Key), nil
+	}
+	d := &Decision{Action: apply.Update}
+	if !fs.Exists {
+		d.Action = apply.Create
+	}
+	d.Attrs = append(d.Attrs, apply.AttrChange{Name: "content", Note: UnifiedDiff(t.Path, old, want)})
+	d.Stdin = []byte(want)
+	d.Script.Append(writeFileScript(t.Path, resolvedOwnership{}, "", false))
+	return d, nil
+}

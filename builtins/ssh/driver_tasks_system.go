@@ -141,13 +141,18 @@ func FstabLine(source, path, fstype, options string) string {
 // EditFstab returns fstab with exactly one entry for path, want (or none
 // when want is ""): the first entry for path is replaced, the others for
 // the same mount point removed; comments and other entries are kept.
-func EditFstab(fstab, path, want string) string {
-	lines := splitLines(fstab)
+func EditFstab(fstab, path, want string) string { return EditKeyed(fstab, 1, path, want) }
+
+// EditKeyed returns content with exactly one line whose field (counted
+// from 0, blank-separated; comment lines aside) is key: want, in place of
+// the first such line (or appended), the others removed; none when want
+// is "".
+func EditKeyed(content string, field int, key, want string) string {
 	var out []string
 	placed := false
-	for _, l := range lines {
+	for _, l := range splitLines(content) {
 		f := strings.Fields(l)
-		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") && f[1] == path {
+		if len(f) > field && !strings.HasPrefix(f[0], "#") && f[field] == key {
 			if !placed && want != "" {
 				out = append(out, want)
 				placed = true
