@@ -75,7 +75,7 @@ func writeFileScript(path string, own resolvedOwnership, validate string, backup
 	s.Add(`sync -- "$t" 2>/dev/null || sync`)
 	if validate != "" {
 		cmd := strings.ReplaceAll(validate, "%s", `"$t"`)
-		s.Add("if ! out=$(" + cmd + " 2>&1); then echo \"validate " + strings.ReplaceAll(Quote(validate), `"`, `\"`) + " failed: $out\" >&2; exit 1; fi")
+		s.Add("if ! out=$(" + cmd + " 2>&1); then printf '%s failed: %s\\n' " + Quote("validate "+validate) + ` "$out" >&2; exit 1; fi`)
 	}
 	if own.Mode != "" {
 		s.Add("chmod " + own.Mode + ` "$t"`)
