@@ -3,10 +3,9 @@ package ssh_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -328,9 +327,6 @@ nfs.export(h, "/srv/nfs/vfx", clients = "10.77.0.0/24")
 	}
 }
 
-var _ = ed25519.GenerateKey
-var _ = rand.Reader
-
 // secrets is a SecretSource for tests.
 type secrets map[string]string
 
@@ -443,4 +439,82 @@ h.file("/tmp", state = "directory")`, ""))
 	if err != nil {
 		t.Fatalf("second plan: %v", err)
 	}
+}
+
+// BenchmarkSixTasks applies issue 4's six tasks (ops user, exclusive
+// authorized key, validated sudoers file, /vfx directory, an fstab line, a
+// package check) to fresh test hosts, then again as a no-op:
+//
+//	go test ./builtins/ssh -run '^$' -bench SixTasks -benchtime 1x
+func BenchmarkSixTasks(b *testing.B) {
+	for _, n := range benchHosts() {
+		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				hosts := sshtest.Hosts(b, n)
+				root := b.TempDir()
+				os.MkdirAll(filepath.Join(root, ".studiorun"), 0o755)
+				script := addrsScript(hosts, `
+load("//stdlib/roles/ops_user.star", "ops_user")
+for i, addr in enumerate(ADDRS):
+    h = ssh.host("h%d" % i, addr, key = KEY, become = True)
+    ops_user(h, public_key = PUB)
+    h.file("/vfx", state = "directory", mode = 0o755)
+    h.line_in_file("/etc/fstab", line = "tmpfs /scratch tmpfs defaults 0 0")
+    h.package(["sudo"])
+`, fmt.Sprintf("PUB = %q", strings.TrimSpace(string(xssh.MarshalAuthorizedKey(hosts[0].Signer.PublicKey())))))
+				path := filepath.Join(root, "servers.star")
+				os.WriteFile(path, []byte(script), 0o644)
+				plan, err := runtime.Eval(runtime.Options{Script: path, Modules: starlark.StringDict{"ssh": ssh.Module}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var lines []string
+				for _, h := range hosts {
+					lines = append(lines, h.KnownHostsLine)
+				}
+				kh := filepath.Join(b.TempDir(), "known_hosts")
+				os.WriteFile(kh, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+				up := func() (time.Duration, *apply.Changes) {
+					start := time.Now()
+					o := apply.NewOutput(io.Discard, false)
+					d := ssh.NewDriver(ssh.Options{KnownHosts: kh, Out: o})
+					defer d.Close()
+					st, err := apply.OpenState(root, "servers.star")
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer st.Close()
+					e := &apply.Engine{Router: router{d}, State: st, Parallel: 16, Out: o}
+					c, err := e.Plan(context.Background(), plan)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := e.Apply(context.Background(), c); err != nil {
+						b.Fatal(err)
+					}
+					return time.Since(start), c
+				}
+				b.StartTimer()
+				first, _ := up()
+				noop, c := up()
+				b.StopTimer()
+				if !c.Empty() {
+					b.Errorf("second run: %v", c.Counts())
+				}
+				b.ReportMetric(first.Seconds(), "s/first")
+				b.ReportMetric(noop.Seconds(), "s/noop")
+			}
+		})
+	}
+}
+
+// benchHosts are the host counts of BenchmarkSixTasks: 10 and 30, or
+// STUDIORUN_BENCH_HOSTS.
+func benchHosts() []int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv("STUDIORUN_BENCH_HOSTS"), &n); err == nil && n > 0 {
+		return []int{n}
+	}
+	return []int{10, 30}
 }
