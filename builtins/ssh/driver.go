@@ -54,6 +54,9 @@ type Driver struct {
 	plan  *runtime.Plan
 	hosts map[runtime.Address]*hostRun
 
+	rootMu sync.Mutex
+	root   string // the plan's project root
+
 	// The tasks that Diff found to change, and the outcome of those applied
 	// (nil: succeeded), under doneMu; doneCond signals each outcome.
 	doneMu   sync.Mutex
@@ -111,6 +114,9 @@ func (d *Driver) SetPlan(p *runtime.Plan) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.plan = p
+	d.rootMu.Lock()
+	d.root = p.Root
+	d.rootMu.Unlock()
 	for _, h := range d.hosts {
 		h.tasks, h.checked, h.err, h.dirty = nil, false, nil, false
 	}
@@ -132,6 +138,12 @@ func (d *Driver) SetPlan(p *runtime.Plan) {
 			}
 		}
 	}
+}
+
+func (d *Driver) projectRoot() string {
+	d.rootMu.Lock()
+	defer d.rootMu.Unlock()
+	return d.root
 }
 
 // SetAddress gives a host its address when it is known only at apply
@@ -261,9 +273,9 @@ func (d *Driver) check(ctx context.Context, h *hostRun, rep apply.Reporter) erro
 		steps, err := stepsOf(r.Spec.(Task), &c.facts)
 		for i, st := range steps {
 			// upload's src is relative to the project root.
-			if u, ok := st.Task.(*Upload); ok && !filepath.IsAbs(u.Src) && d.plan != nil {
+			if u, ok := st.Task.(*Upload); ok && !filepath.IsAbs(u.Src) {
 				cp := *u
-				cp.Src = filepath.Join(d.plan.Root, u.Src)
+				cp.Src = filepath.Join(d.projectRoot(), u.Src)
 				steps[i].Task = &cp
 			}
 		}
@@ -633,8 +645,12 @@ func (d *Driver) Delete(context.Context, *apply.Entry, apply.Reporter) error { r
 // Close implements apply.Driver: it closes the connections.
 func (d *Driver) Close() error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	hosts := make([]*hostRun, 0, len(d.hosts))
 	for _, h := range d.hosts {
+		hosts = append(hosts, h)
+	}
+	d.mu.Unlock()
+	for _, h := range hosts {
 		h.mu.Lock()
 		if h.conn != nil {
 			h.conn.client.Close()

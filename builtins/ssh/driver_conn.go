@@ -153,15 +153,19 @@ func expandHome(p string) (string, error) {
 	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
 }
 
-// authMethods returns the ways to log in to a host: its key file, else
-// ssh-agent, and its password.
-func authMethods(spec *HostSpec) ([]ssh.AuthMethod, func(), error) {
+// authMethods returns the ways to log in to a host: its key file (~/
+// expanded; a relative path is from the project root), else ssh-agent,
+// and its password.
+func authMethods(spec *HostSpec, root string) ([]ssh.AuthMethod, func(), error) {
 	var methods []ssh.AuthMethod
 	cleanup := func() {}
 	if spec.Key != "" {
 		p, err := expandHome(spec.Key)
 		if err != nil {
 			return nil, cleanup, fmt.Errorf("key %s: %w", spec.Key, err)
+		}
+		if !filepath.IsAbs(p) && root != "" {
+			p = filepath.Join(root, p)
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -207,7 +211,7 @@ type conn struct {
 // closed handshake); a host key that known_hosts refuses is never retried.
 func (d *Driver) dial(ctx context.Context, who runtime.Address, spec *HostSpec, address string, port int, rep apply.Reporter) (*ssh.Client, error) {
 	hostport := net.JoinHostPort(address, strconv.Itoa(port))
-	auth, cleanup, err := authMethods(spec)
+	auth, cleanup, err := authMethods(spec, d.projectRoot())
 	if err != nil {
 		return nil, err
 	}
