@@ -518,3 +518,28 @@ func benchHosts() []int {
 	}
 	return []int{10, 30}
 }
+
+func TestATaskFailureStopsItsHostsLaterTasksInScriptOrder(t *testing.T) {
+	hosts := sshtest.Hosts(t, 2)
+	p := newProject(t, nil)
+	// On t0 the command fails: the directory after it is not made, though
+	// the chain to it passes a task with nothing to do (the package).
+	plan := p.eval(addrsScript(hosts, `
+for i, addr in enumerate(ADDRS):
+    h = ssh.host("t%d" % i, addr, key = KEY)
+    h.file("/srv/first", state = "directory")
+    h.command(["sh", "-c", "test -d /srv/first && test %d = 1" % i], name = "check")
+    h.package(["sudo"])
+    h.file("/srv/after", state = "directory")
+`, ""))
+	_, out, err := p.run(plan, ssh.Options{KnownHosts: knownHosts(t, hosts...)}, true)
+	if err == nil || !strings.Contains(err.Error(), "ssh.command.t0:check") || strings.Contains(err.Error(), ".t1:") {
+		t.Fatalf("got %v, want t0's command alone to fail\n%s", err, out)
+	}
+	if got, _ := hosts[0].Exec("ls -d /srv/first /srv/after 2>/dev/null"); got != "/srv/first\n" {
+		t.Errorf("t0: %q, want /srv/first only", got)
+	}
+	if got := mustExec(t, hosts[1], "ls -d /srv/first /srv/after"); got != "/srv/after\n/srv/first\n" && got != "/srv/first\n/srv/after\n" {
+		t.Errorf("t1: %q", got)
+	}
+}
