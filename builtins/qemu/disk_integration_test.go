@@ -28,6 +28,9 @@ type keyProvisioner struct {
 	secondKey  ssh.PublicKey
 	calls      []string
 	hostKey    ssh.PublicKey // the build VM's
+	// breakShutdown replaces shutdown with a command that fails, so that
+	// the builder falls back to the ACPI power button.
+	breakShutdown bool
 }
 
 func (p *keyProvisioner) Provision(ctx context.Context, host runtime.Address, addr string, port int, rep apply.Reporter) error {
@@ -42,7 +45,11 @@ func (p *keyProvisioner) Provision(ctx context.Context, host runtime.Address, ad
 	}
 	defer client.Close()
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.secondKey)))
-	out, err := runSSH(client, fmt.Sprintf("echo %s >> /root/.ssh/authorized_keys && cat /etc/machine-id > /root/provisioned", shellQuote(line)))
+	script := fmt.Sprintf("echo %s >> /root/.ssh/authorized_keys && cat /etc/machine-id > /root/provisioned", shellQuote(line))
+	if p.breakShutdown {
+		script += " && rm /usr/sbin/shutdown && printf '#!/bin/sh\\nexit 1\\n' > /usr/sbin/shutdown && chmod 755 /usr/sbin/shutdown"
+	}
+	out, err := runSSH(client, script)
 	if err != nil {
 		return fmt.Errorf("%v: %s", err, out)
 	}
@@ -78,7 +85,7 @@ func TestDiskBuildFromDebianBase(t *testing.T) {
 		OutputFile: "soe-test_0.1.0.qcow2", Format: "qcow2", DiskSize: 2048, Memory: 1024, CPUs: 2,
 		Accelerator: "auto", SSHUsername: "root", SSHKey: base + ".key",
 		SSHTimeout: runtime.Duration(3 * time.Minute), ShutdownCommand: "shutdown -P now",
-		ShutdownTimeout: runtime.Duration(2 * time.Minute), Provision: "test_role",
+		ShutdownTimeout: runtime.Duration(time.Minute), Provision: "test_role",
 		ProvisionHost: "ssh.host.soe-test-build",
 	}
 	r := &runtime.Resource{Address: "qemu.image.soe-test", Name: "soe-test", Spec: spec}
@@ -129,6 +136,41 @@ func TestDiskBuildFromDebianBase(t *testing.T) {
 	}
 
 	checkClone(t, ctx, image, builderKey, second, prov.hostKey)
+
+	// Force rebuilds unchanged inputs; a shutdown_command that fails falls
+	// back to the ACPI power button.
+	d.opts.Force = true
+	prov.breakShutdown = true
+	c, err = d.Diff(ctx, r, entry)
+	if err != nil || c.Action != apply.Replace || c.Attrs[0].Note != "rebuild forced" {
+		t.Fatalf("Diff with Force: %+v, %v", c, err)
+	}
+	rep := &noteRecorder{testReporter: newTestReporter(t)}
+	start = time.Now()
+	if _, err := d.Apply(ctx, r, c, rep); err != nil {
+		serial, _ := os.ReadFile(filepath.Join(root, "build", spec.OutputFile+".serial.log"))
+		t.Fatalf("forced Apply: %v\nserial log:\n%s", err, tail(serial, 3000))
+	}
+	t.Logf("forced rebuild, powered off by ACPI: %s", time.Since(start).Round(100*time.Millisecond))
+	if !strings.Contains(rep.notes.String(), "powered off (ACPI power button)") {
+		t.Errorf("the forced build did not power off through ACPI:\n%s", rep.notes.String())
+	}
+	if m2, _ := readManifest(manifestPath(image)); m2 == nil || m2.InputsHash != m.InputsHash || !m2.BuiltAt.After(m.BuiltAt.Add(-time.Second)) {
+		t.Errorf("manifest after the forced build: %+v", m2)
+	}
+}
+
+// noteRecorder keeps the notes it logs.
+type noteRecorder struct {
+	*testReporter
+	notes strings.Builder
+}
+
+func (r *noteRecorder) Notef(addr runtime.Address, format string, args ...any) {
+	r.testReporter.mu.Lock()
+	fmt.Fprintf(&r.notes, format+"\n", args...)
+	r.testReporter.mu.Unlock()
+	r.testReporter.Notef(addr, format, args...)
 }
 
 // checkClone boots an overlay of the built image and checks what the

@@ -7,7 +7,9 @@
 # debian-12-base.qcow2.key (+ .pub): the builder's root SSH key, the only
 # key root accepts. The guest has openssh-server, sudo, nfs-common and
 # nfs-kernel-server, and DHCP on every en*/eth* NIC through
-# systemd-networkd (the NIC is ens3 under qemu, not eth0).
+# systemd-networkd (the NIC is ens3 under qemu, not eth0). dbus is there
+# for systemd-logind, which powers the guest off on an ACPI power button
+# press (the builder's fallback when shutdown_command fails).
 #
 # It boots through a bootloader, so that any qemu (or libvirt domain)
 # boots it from its disk alone: an MBR disk with syslinux's mbr.bin, a
@@ -29,7 +31,7 @@ out=${1:-${STUDIORUN_CACHE:-$HOME/.cache/studiorun}/images}
 self=$(readlink -f "$0")
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
-packages=linux-image-cloud-amd64,systemd-sysv,openssh-server,sudo,nfs-common,nfs-kernel-server,udev,iproute2,ca-certificates
+packages=linux-image-cloud-amd64,systemd-sysv,dbus,openssh-server,sudo,nfs-common,nfs-kernel-server,udev,iproute2,ca-certificates
 image=$out/debian-12-base.qcow2
 
 missing() {
