@@ -10,6 +10,8 @@ import (
 
 	"github.com/studiorun/studiorun/builtins/dhcp"
 	"github.com/studiorun/studiorun/builtins/libvirt"
+	"github.com/studiorun/studiorun/builtins/qemu"
+	"github.com/studiorun/studiorun/builtins/ssh"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -18,6 +20,10 @@ import (
 type DriverOptions struct {
 	LibvirtURI string // --libvirt-uri
 	Root       string // the project root: relative paths in specs start there
+	// SSH configures the connections to hosts (known_hosts, new keys).
+	SSH ssh.Options
+	// ForceImages rebuilds images whose inputs are unchanged (--force).
+	ForceImages bool
 }
 
 // Router gives each kind its driver, creating each driver once, when a
@@ -29,6 +35,8 @@ type Router struct {
 	mu      sync.Mutex
 	libvirt *hypervisors
 	dhcp    *dhcp.Driver
+	ssh     *ssh.Driver
+	qemu    *qemu.Driver
 }
 
 // NewRouter returns the router of an apply.
@@ -54,11 +62,34 @@ func (rt *Router) Route(kind string, attrs json.RawMessage) (apply.Driver, error
 		return rt.dhcpDriver(), nil
 	case kind == "dhcp.hosts_file":
 		return rt.dhcpDriver(), nil
-	}
-	if issue, ok := pendingDrivers[module]; ok {
-		return nil, fmt.Errorf("the %s driver is not built yet (%s)", module, issue)
+	case module == "ssh", module == "nfs":
+		return rt.sshDriver(), nil
+	case kind == "qemu.image":
+		return rt.qemuDriver(), nil
 	}
 	return nil, fmt.Errorf("no driver for %s", kind)
+}
+
+// sshDriver returns the driver of hosts and their tasks (nfs's included).
+func (rt *Router) sshDriver() *ssh.Driver {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.ssh == nil {
+		rt.ssh = ssh.NewDriver(rt.opts.SSH)
+	}
+	return rt.ssh
+}
+
+// qemuDriver returns the image builder, which provisions its build VMs
+// through the SSH driver.
+func (rt *Router) qemuDriver() apply.Driver {
+	provisioner := rt.sshDriver()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.qemu == nil {
+		rt.qemu = qemu.NewDriver(rt.opts.Root, qemu.Options{Force: rt.opts.ForceImages, Provisioner: provisioner})
+	}
+	return rt.qemu
 }
 
 func (rt *Router) libvirtDriver() apply.Driver {
@@ -89,6 +120,12 @@ func (rt *Router) Close() error {
 	}
 	if rt.dhcp != nil {
 		errs = append(errs, rt.dhcp.Close())
+	}
+	if rt.qemu != nil {
+		errs = append(errs, rt.qemu.Close())
+	}
+	if rt.ssh != nil {
+		errs = append(errs, rt.ssh.Close())
 	}
 	return errors.Join(errs...)
 }

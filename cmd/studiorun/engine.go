@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/studiorun/studiorun/builtins"
+	"github.com/studiorun/studiorun/builtins/ssh"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -19,19 +20,26 @@ import (
 // openEngine locks the script's state and sets up its drivers; done
 // releases both.
 func openEngine(c *cli.Context, plan *runtime.Plan) (e *apply.Engine, done func(), err error) {
-	if err := builtins.CheckDrivers(plan.Modules()); err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w; 'studiorun %s plan --offline' shows the plan", plan.Script, c.Command.Name, err, plan.Script)
-	}
 	state, err := apply.OpenState(plan.Root, plan.Script)
 	if err != nil {
 		return nil, nil, err
 	}
-	router := builtins.NewRouter(builtins.DriverOptions{LibvirtURI: c.String("libvirt-uri"), Root: plan.Root})
+	out := apply.NewOutput(c.App.Writer, c.Bool("json"))
+	router := builtins.NewRouter(builtins.DriverOptions{
+		LibvirtURI: c.String("libvirt-uri"),
+		Root:       plan.Root,
+		SSH: ssh.Options{
+			KnownHosts:        c.String("known-hosts"),
+			AcceptNewHostKeys: c.Bool("accept-new-host-keys"),
+			Out:               out,
+		},
+		ForceImages: c.Bool("force"),
+	})
 	e = &apply.Engine{
 		Router:   router,
 		State:    state,
 		Parallel: c.Int("parallel"),
-		Out:      apply.NewOutput(c.App.Writer, c.Bool("json")),
+		Out:      out,
 	}
 	return e, func() {
 		router.Close()

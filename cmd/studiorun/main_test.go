@@ -78,7 +78,6 @@ func TestExitCodes(t *testing.T) {
 		{"unknown verb", []string{"scripts/studio.star", "apply"}, 2, "unknown verb"},
 		{"no script", []string{"check"}, 2, "want one script"},
 		{"unknown var", []string{"scripts/studio.star", "check", "--var", "dev_hosts=2"}, 1, `unknown var "dev_hosts" for scripts/studio.star: it declares bridge, dev_host_count, image_root, image_version, subnet`},
-		{"missing driver", []string{"scripts/servers.star", "up", "--yes"}, 1, "the ssh driver is not built yet"},
 		{"up without a terminal", []string{"testdata/apply/empty.star", "up"}, 0, "No changes"},
 		{"help", []string{"--help"}, 0, "studiorun SCRIPT VERB [flags]"},
 		{"verb help", []string{"scripts/studio.star", "plan", "--help"}, 0, "--detailed-exitcode"},

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
+)
+
+// TestServersUpOnTestHosts applies the ops_user role and a few tasks to two
+// real sshd test hosts through the CLI, as servers.star does: the first
+// up changes, the plan after it is empty, an unknown host key is refused
+// without --accept-new-host-keys, and the role's effects are on the hosts.
+func TestServersUpOnTestHosts(t *testing.T) {
+	hosts := sshtest.Hosts(t, 2)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, ".studiorun"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var decl strings.Builder
+	for _, h := range hosts {
+		fmt.Fprintf(&decl, "hosts.append(ssh.host(%q, %q, user = \"root\", key = %q))\n", h.Name, h.Address, h.KeyPath)
+	}
+	script := `load("//stdlib/roles/ops_user.star", "ops_user")
+hosts = []
+` + decl.String() + `
+for h in hosts:
+    ops_user(h, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDceuKYO90CaUjynbIhVdKDMR/U+cayXH66DcZDcCsmO ops@test")
+    h.file("/vfx", state = "directory", mode = 0o755)
+    h.line_in_file("/etc/motd", line = "managed by studiorun", create = True)
+ssh.inventory(groups = {"servers": hosts})
+`
+	if err := os.WriteFile(filepath.Join(dir, "servers.star"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	knownHosts := filepath.Join(dir, "known_hosts")
+	run := func(args ...string) (int, string) {
+		code, out, errOut := studiorun(t, dir, append(append([]string{"servers.star"}, args...), "--known-hosts", knownHosts)...)
+		return code, out + errOut
+	}
+	if code, out := run("plan"); code == 0 || !strings.Contains(out, "known_hosts") {
+		t.Fatalf("plan with unknown host keys: exit %d, want a refusal naming known_hosts\n%s", code, out)
+	}
+	code, out := run("up", "--yes", "--accept-new-host-keys")
+	if code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, out)
+	}
+	t.Logf("up:\n%s", out)
+	if code, out := run("plan", "--detailed-exitcode"); code != 0 {
+		t.Fatalf("plan after up: exit %d, want 0 (nothing to change)\n%s", code, out)
+	}
+	for _, h := range hosts {
+		for cmd, want := range map[string]string{
+			"getent passwd ops":             ":/bin/bash",
+			"stat -c %a /etc/sudoers.d/ops": "440",
+			"stat -c %a /vfx":               "755",
+			"cat /etc/motd":                 "managed by studiorun",
+		} {
+			got, err := h.Exec(cmd)
+			if err != nil || !strings.Contains(got, want) {
+				t.Errorf("%s: %s = %q (%v), want %q", h.Name, cmd, got, err, want)
+			}
+		}
+	}
+}
