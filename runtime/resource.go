@@ -131,3 +131,29 @@ func ValidName(s string) bool {
 	}
 	return true
 }
+
+// Only returns the plan of the resources that keep accepts, in the same
+// order; dependencies on the resources left out are dropped.
+func (p *Plan) Only(keep func(*Resource) bool) *Plan {
+	out := &Plan{Root: p.Root, Script: p.Script, Vars: p.Vars, index: map[Address]*Resource{}}
+	for _, r := range p.Resources {
+		if keep(r) {
+			out.index[r.Address] = r
+		}
+	}
+	for _, r := range p.Resources {
+		if out.index[r.Address] == nil {
+			continue
+		}
+		kept := *r
+		kept.DependsOn = nil
+		for _, d := range r.DependsOn {
+			if out.index[d] != nil {
+				kept.DependsOn = append(kept.DependsOn, d)
+			}
+		}
+		out.index[r.Address] = &kept
+		out.Resources = append(out.Resources, &kept)
+	}
+	return out
+}

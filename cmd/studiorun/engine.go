@@ -55,6 +55,9 @@ func withEngine(c *cli.Context, fn func(ctx context.Context, e *apply.Engine, pl
 	if err != nil {
 		return err
 	}
+	if plan, err = ssh.Limit(plan, c.StringSlice("limit")); err != nil {
+		return usageError{err}
+	}
 	e, done, err := openEngine(c, plan)
 	if err != nil {
 		return err

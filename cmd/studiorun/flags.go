@@ -32,6 +32,7 @@ func applyFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust and record SSH host keys not yet in known_hosts"},
 		&cli.StringFlag{Name: "known-hosts", Usage: "SSH known hosts `FILE` (default ~/.ssh/known_hosts)"},
 		&cli.BoolFlag{Name: "force", Usage: "rebuild images whose inputs are unchanged"},
+		&cli.StringSliceFlag{Name: "limit", Usage: "configure only these `HOST`s or inventory groups (repeatable)"},
 	}
 }
 

@@ -52,6 +52,25 @@ ssh.inventory(groups = {"servers": hosts})
 	if code, out := run("plan", "--detailed-exitcode"); code != 0 {
 		t.Fatalf("plan after up: exit %d, want 0 (nothing to change)\n%s", code, out)
 	}
+	// --limit: a change on both hosts, applied to the first only.
+	if _, err := hosts[1].Exec("rm /etc/motd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hosts[0].Exec("rm /etc/motd"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("up", "--yes", "--limit", hosts[0].Name); code != 0 || strings.Contains(out, hosts[1].Name) {
+		t.Fatalf("up --limit %s: exit %d, or it touched %s\n%s", hosts[0].Name, code, hosts[1].Name, out)
+	}
+	if code, out := run("plan", "--limit", "nosuchgroup"); code != 2 || !strings.Contains(out, "groups: servers") {
+		t.Errorf("--limit of an unknown name: exit %d\n%s", code, out)
+	}
+	if got, _ := hosts[1].Exec("cat /etc/motd 2>/dev/null || echo absent"); !strings.Contains(got, "absent") {
+		t.Errorf("%s was changed despite --limit: /etc/motd = %q", hosts[1].Name, got)
+	}
+	if code, out := run("up", "--yes", "--limit", "servers"); code != 0 {
+		t.Fatalf("up --limit servers: exit %d\n%s", code, out)
+	}
 	for _, h := range hosts {
 		for cmd, want := range map[string]string{
 			"getent passwd ops":             ":/bin/bash",

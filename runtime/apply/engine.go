@@ -200,12 +200,31 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 			e.recover(it)
 		}
 	}
-	for _, s := range upserts {
-		for _, dep := range s.item.res.DependsOn {
+	// A step comes after the steps it depends on, directly or through
+	// resources with nothing to do: the third task of a host waits for the
+	// first even when the second is already as declared.
+	declared := map[runtime.Address]*item{}
+	for _, it := range c.items {
+		if it.res != nil {
+			declared[it.address()] = it
+		}
+	}
+	var link func(s *step, deps []runtime.Address, seen map[runtime.Address]bool)
+	link = func(s *step, deps []runtime.Address, seen map[runtime.Address]bool) {
+		for _, dep := range deps {
+			if seen[dep] {
+				continue
+			}
+			seen[dep] = true
 			if d, ok := upByAddr[dep]; ok {
 				s.after = append(s.after, d)
+			} else if it, ok := declared[dep]; ok {
+				link(s, it.res.DependsOn, seen)
 			}
 		}
+	}
+	for _, s := range upserts {
+		link(s, s.item.res.DependsOn, map[runtime.Address]bool{})
 	}
 	runSteps(ctx, upserts, e.Parallel, e.runUpsert)
 	return e.Out.summary(append(deletes, upserts...))

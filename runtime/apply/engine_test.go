@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -58,12 +59,13 @@ type injectDriver struct {
 	mu                  sync.Mutex
 	objects             map[runtime.Address]int // size by address
 	failOn              map[runtime.Address]bool
+	slow                map[runtime.Address]bool // applied slowly, to widen races
 	log                 []string
 	running, maxRunning int
 }
 
 func newInjectDriver() *injectDriver {
-	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}}
+	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}}
 }
 
 func (d *injectDriver) Route(string, json.RawMessage) (Driver, error) { return d, nil }
@@ -110,6 +112,9 @@ func (d *injectDriver) Apply(_ context.Context, r *runtime.Resource, c *Change, 
 	defer d.leave()
 	if err := d.enter(c.Action.String(), r.Address); err != nil {
 		return nil, err
+	}
+	if d.slow[r.Address] {
+		time.Sleep(50 * time.Millisecond)
 	}
 	d.mu.Lock()
 	d.objects[r.Address] = r.Spec.(*thing).Size
@@ -388,5 +393,28 @@ func TestStateFileRoundTrips(t *testing.T) {
 	}
 	if string(entries[0].Spec) != `{"size":1}` && !strings.Contains(string(entries[0].Spec), `"size": 1`) {
 		t.Errorf("spec = %s", entries[0].Spec)
+	}
+}
+
+// TestOrderHoldsThroughUnchangedResources: c depends on b, which depends
+// on a; with b already as declared, c still waits for a.
+func TestOrderHoldsThroughUnchangedResources(t *testing.T) {
+	f := newFixture(t)
+	const src = `
+a = test.thing("a")
+b = test.thing("b", after = [a])
+c = test.thing("c", after = [b])
+`
+	if _, err := f.up(src, 8); err != nil {
+		t.Fatal(err)
+	}
+	// a and c change; b does not. a is slow: c must still wait for it.
+	f.driver.log = nil
+	f.driver.slow["test.thing.a"] = true
+	if _, err := f.up(strings.ReplaceAll(strings.ReplaceAll(src, `thing("a")`, `thing("a", size = 3)`), `thing("c", after`, `thing("c", size = 3, after`), 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.driver.log, ", "); got != "update test.thing.a, update test.thing.c" {
+		t.Errorf("log = %s, want a before c", got)
 	}
 }
