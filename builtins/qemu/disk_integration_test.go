@@ -177,6 +177,33 @@ func (r *noteRecorder) Notef(addr runtime.Address, format string, args ...any) {
 // build left in it.
 func checkClone(t *testing.T, ctx context.Context, image string, builderKey, second ssh.Signer, buildHostKey ssh.PublicKey) {
 	t.Helper()
+	client, hostKey := bootClone(t, ctx, image, "root", second)
+	out, err := runSSH(client, "cat /root/provisioned; cat /etc/machine-id; cat /root/.ssh/authorized_keys")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 3 || lines[0] == "" || lines[1] == "" || lines[0] == lines[1] {
+		t.Errorf("the build's machine-id then the clone's: %q: want both set and different", lines)
+	}
+	if builder := authorizedKeyBlob(string(ssh.MarshalAuthorizedKey(builderKey.PublicKey()))); strings.Contains(out, builder) {
+		t.Errorf("the builder's key is still authorized in the image:\n%s", out)
+	}
+	addr := client.RemoteAddr().String()
+	if _, err := dialSSH(ctx, addr, &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(builderKey)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}); err == nil {
+		t.Errorf("the builder's key still logs in to the clone")
+	}
+	// The seal removed the build VM's host keys: the clone made its own.
+	if hostKey == nil || buildHostKey == nil || bytes.Equal(hostKey.Marshal(), buildHostKey.Marshal()) {
+		t.Errorf("the clone's host key is the build VM's (or missing): %v", hostKey)
+	}
+}
+
+// bootClone boots a copy-on-write clone of image under TCG and logs in as
+// user with key; the VM is stopped when the test ends.
+func bootClone(t *testing.T, ctx context.Context, image, user string, key ssh.Signer) (*ssh.Client, ssh.PublicKey) {
+	t.Helper()
 	dir := t.TempDir()
 	tools := newExecTools("", "")
 	clone := filepath.Join(dir, "clone.qcow2")
@@ -196,49 +223,24 @@ func checkClone(t *testing.T, ctx context.Context, image string, builderKey, sec
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer proc.Kill()
+	t.Cleanup(proc.Kill)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cfg := func(s ssh.Signer, hostKey *ssh.PublicKey) *ssh.ClientConfig {
-		return &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(s)}, Timeout: 10 * time.Second,
-			HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
-				if hostKey != nil {
-					*hostKey = k
-				}
-				return nil
-			}}
-	}
-	var client *ssh.Client
 	var hostKey ssh.PublicKey
+	cfg := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, Timeout: 10 * time.Second,
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { hostKey = k; return nil }}
 	start := time.Now()
 	for deadline := time.Now().Add(3 * time.Minute); ; {
-		if client, err = dialSSH(ctx, addr, cfg(second, &hostKey)); err == nil {
-			break
+		client, err := dialSSH(ctx, addr, cfg)
+		if err == nil {
+			t.Cleanup(func() { client.Close() })
+			t.Logf("the clone reached SSH in %s", time.Since(start).Round(100*time.Millisecond))
+			return client, hostKey
 		}
 		if time.Now().After(deadline) {
 			serial, _ := os.ReadFile(filepath.Join(dir, "serial.log"))
-			t.Fatalf("the clone's SSH: %v\n%s", err, tail(serial, 3000))
+			t.Fatalf("the clone's SSH as %s: %v\n%s", user, err, tail(serial, 3000))
 		}
 		time.Sleep(time.Second)
-	}
-	defer client.Close()
-	t.Logf("the clone reached SSH in %s", time.Since(start).Round(100*time.Millisecond))
-	out, err := runSSH(client, "cat /root/provisioned; cat /etc/machine-id; cat /root/.ssh/authorized_keys")
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 3 || lines[0] == "" || lines[1] == "" || lines[0] == lines[1] {
-		t.Errorf("the build's machine-id then the clone's: %q: want both set and different", lines)
-	}
-	if builder := authorizedKeyBlob(string(ssh.MarshalAuthorizedKey(builderKey.PublicKey()))); strings.Contains(out, builder) {
-		t.Errorf("the builder's key is still authorized in the image:\n%s", out)
-	}
-	if _, err := dialSSH(ctx, addr, cfg(builderKey, nil)); err == nil {
-		t.Errorf("the builder's key still logs in to the clone")
-	}
-	// The seal removed the build VM's host keys: the clone made its own.
-	if hostKey == nil || buildHostKey == nil || bytes.Equal(hostKey.Marshal(), buildHostKey.Marshal()) {
-		t.Errorf("the clone's host key is the build VM's (or missing): %v", hostKey)
 	}
 }
 
