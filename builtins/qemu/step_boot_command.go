@@ -53,7 +53,6 @@ func (stepBootCommand) run(ctx context.Context, b *build) error {
 			return fmt.Errorf("key %d of %d (%v): %w", i+1, len(keys), k.Keys, err)
 		}
 		typed = later(typed, time.Now()).Add(keyHoldTime)
-		b.rep.Progress(b.addr, "typing the boot command", int64(i+1), int64(len(keys)))
 	}
 	if err := sleep(ctx, time.Until(typed)); err != nil {
 		return err

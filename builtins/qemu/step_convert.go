@@ -18,8 +18,11 @@ func (stepConvert) name() string { return "convert the image" }
 
 func (stepConvert) run(ctx context.Context, b *build) error {
 	b.output = filepath.Join(b.tmpDir, b.spec.OutputFile)
+	// Progress counts bytes: qemu-img's percentage of the disk's virtual
+	// size.
+	size := int64(b.spec.DiskSize) << 20
 	w := &imgProgress{report: func(done int64) {
-		b.rep.Progress(b.addr, "converting the image", done, 10000)
+		b.rep.Progress(b.addr, "converting the image", size/10000*done, size)
 	}}
 	_, err := b.tools.Img(ctx, w, convertArgs(b.disk, b.output, b.spec.Format, b.spec.Compress)...)
 	return err

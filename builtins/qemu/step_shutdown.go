@@ -39,7 +39,9 @@ func (stepShutdown) run(ctx context.Context, b *build) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			b.rep.Progress(b.addr, "waiting for the guest to power off", int64(time.Since(start).Seconds()), int64(timeout.Seconds()))
+			if el := time.Since(start); el >= waitNoteEvery && el%waitNoteEvery < time.Second {
+				b.rep.Notef(b.addr, "waiting for the guest to power off: %s of %s", el.Round(time.Second), timeout)
+			}
 			if time.Since(start) > timeout {
 				b.proc.Kill()
 				return fmt.Errorf("the guest did not power off within %s (shutdown_timeout) after the %s: killed it; the image is not kept", timeout, how)

@@ -35,9 +35,15 @@ func (stepSSH) run(ctx context.Context, b *build) error {
 	start := time.Now()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.sshPort))
 	var lastErr error
+	// Reporter.Progress counts bytes: the wait is reported in notes.
+	b.rep.Notef(b.addr, "waiting for SSH on %s (ssh_timeout %s)", addr, timeout)
+	lastNote := start
 	for {
 		elapsed := time.Since(start)
-		b.rep.Progress(b.addr, "waiting for SSH", int64(elapsed.Seconds()), int64(timeout.Seconds()))
+		if time.Since(lastNote) >= waitNoteEvery {
+			lastNote = time.Now()
+			b.rep.Notef(b.addr, "waiting for SSH: %s of %s", elapsed.Round(time.Second), timeout)
+		}
 		client, err := dialSSH(ctx, addr, cfg)
 		if err == nil {
 			b.ssh = client
@@ -73,6 +79,9 @@ func (stepSSH) cleanup(b *build) {
 		b.ssh = nil
 	}
 }
+
+// waitNoteEvery is how often a long wait says it still waits.
+const waitNoteEvery = 15 * time.Second
 
 // waitExit waits for qemu to exit by itself (a guest that powers off).
 func waitExit(ctx context.Context, b *build, timeout time.Duration) error {
