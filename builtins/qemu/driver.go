@@ -67,8 +67,9 @@ type Driver struct {
 	kvmOnce sync.Once
 	kvm     kvmStatus
 
-	mu   sync.Mutex
-	plan *runtime.Plan
+	mu        sync.Mutex
+	plan      *runtime.Plan
+	replacing map[runtime.Address]bool // Diff said Replace
 }
 
 var _ apply.Driver = (*Driver)(nil)
@@ -76,7 +77,7 @@ var _ apply.Driver = (*Driver)(nil)
 // NewDriver returns the image builder; root is the project root, against
 // which relative paths of the specs are read.
 func NewDriver(root string, opts Options) *Driver {
-	d := &Driver{root: root, opts: opts, tools: opts.Tools}
+	d := &Driver{root: root, opts: opts, tools: opts.Tools, replacing: map[runtime.Address]bool{}}
 	if d.tools == nil {
 		d.tools = newExecTools(opts.QemuSystem, opts.QemuImg)
 	}
@@ -176,6 +177,9 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 			note = "rebuild forced"
 		}
 		c.Attrs = []apply.AttrChange{{Name: "inputs_hash", Old: prev.InputsHash, New: in.Hash(), ForcesReplace: true, Note: note}}
+		d.mu.Lock()
+		d.replacing[r.Address] = true
+		d.mu.Unlock()
 	}
 	return c, nil
 }
@@ -278,8 +282,19 @@ func (b *build) kvmStatus(ctx context.Context) kvmStatus {
 }
 
 // Delete implements apply.Driver: it removes the image and its manifest.
+// The delete that starts a Replace keeps them: the new build publishes its
+// image over the old one with a rename, so a rebuild that fails leaves the
+// previous image in place (the next Diff offers the rebuild again).
 func (d *Driver) Delete(_ context.Context, e *apply.Entry, rep apply.Reporter) error {
 	if e.ID == "" {
+		return nil
+	}
+	d.mu.Lock()
+	replacing := d.replacing[e.Address]
+	delete(d.replacing, e.Address)
+	d.mu.Unlock()
+	if replacing {
+		rep.Notef(e.Address, "keeping %s until the rebuilt image replaces it", e.ID)
 		return nil
 	}
 	image := resolvePath(d.root, e.ID)

@@ -310,3 +310,33 @@ func TestStaleBuildFoldersOfDeadProcessesAreRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaceKeepsTheOldImageUntilPublished pins that the delete starting
+// a Replace leaves the image: a failed rebuild keeps the previous one.
+func TestReplaceKeepsTheOldImageUntilPublished(t *testing.T) {
+	root := t.TempDir()
+	r, spec := diskImage(t, root)
+	d := NewDriver(root, Options{Tools: &fakeTools{}})
+	writeBuilt(t, d, r, spec)
+	spec.Memory = 4096
+	c, err := d.Diff(context.Background(), r, d.entry(r, spec))
+	if err != nil || c.Action != apply.Replace {
+		t.Fatalf("Diff: %+v, %v", c, err)
+	}
+	if err := d.Delete(context.Background(), d.entry(r, spec), nopReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(root, "build", spec.OutputFile)
+	for _, p := range []string{image, manifestPath(image)} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("after the Replace's delete: %v", err)
+		}
+	}
+	// A plain delete (down) removes them.
+	if err := d.Delete(context.Background(), d.entry(r, spec), nopReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(image); !os.IsNotExist(err) {
+		t.Errorf("after down: %v", err)
+	}
+}
