@@ -53,9 +53,9 @@ func TestSOEFromDebianBaseProvisionedBySSHDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := plan.Resource("qemu.image.vfx-studio-soe")
-	// The build VM's host keys are new at every build: they go to a
-	// known_hosts of the test's own.
-	sshd := ssh.NewDriver(ssh.Options{KnownHosts: filepath.Join(t.TempDir(), "known_hosts"), AcceptNewHostKeys: true})
+	// The build VM's host key is new at every build: the SSH driver pins
+	// it without looking it up or recording it (no --accept-new-host-keys).
+	sshd := ssh.NewDriver(ssh.Options{KnownHosts: filepath.Join(t.TempDir(), "known_hosts")})
 	defer sshd.Close()
 	sshd.SetPlan(plan)
 	d := NewDriver(plan.Root, Options{Provisioner: sshd})

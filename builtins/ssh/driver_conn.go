@@ -63,6 +63,26 @@ func hostKeyCallback(file string, accept bool) ssh.HostKeyCallback {
 	}
 }
 
+// pinFirstKey accepts the first host key it is shown and, after that,
+// only the same key.
+func pinFirstKey() ssh.HostKeyCallback {
+	var mu sync.Mutex
+	var pinned ssh.PublicKey
+	return func(hostport string, _ net.Addr, key ssh.PublicKey) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if pinned == nil {
+			pinned = key
+			return nil
+		}
+		if !bytes.Equal(pinned.Marshal(), key.Marshal()) {
+			return &HostKeyError{Host: hostport, Got: ssh.FingerprintSHA256(key), Changed: true, File: "(the build VM's first key)",
+				Want: []string{ssh.FingerprintSHA256(pinned)}}
+		}
+		return nil
+	}
+}
+
 func checkKnownHost(file, hostport string, remote net.Addr, key ssh.PublicKey) error {
 	cb, err := knownHostsFile(file)
 	if err != nil {
@@ -222,6 +242,13 @@ func (d *Driver) dial(ctx context.Context, who runtime.Address, spec *HostSpec, 
 		HostKeyCallback:   hostKeyCallback(d.knownHosts, d.opts.AcceptNewHostKeys),
 		HostKeyAlgorithms: knownAlgorithms(d.knownHosts, hostport),
 		Timeout:           10 * time.Second,
+	}
+	if spec.BuildOf != "" {
+		// An image's build VM: a machine studiorun started seconds ago,
+		// reached on a loopback port forward, whose fresh key no
+		// known_hosts can hold. Its first key is pinned for the build and
+		// never written to known_hosts (the port is reused by later builds).
+		cfg.HostKeyCallback, cfg.HostKeyAlgorithms = pinFirstKey(), nil
 	}
 	deadline := time.Now().Add(d.opts.ConnectTimeout)
 	wait := 500 * time.Millisecond
