@@ -2,7 +2,10 @@
 GO ?= go
 BIN := build/studiorun
 
-.PHONY: all build demo test lint fuzz bench clean
+.PHONY: all build demo images test lint fuzz bench clean
+
+# Test and demo images, built from Debian packages and cached outside git.
+IMAGES_DIR ?= $(or $(STUDIORUN_CACHE),$(HOME)/.cache/studiorun)/images
 
 all: build
 
@@ -18,6 +21,15 @@ demo: build
 	$(BIN) scripts/soe.star plan --offline --var source=disk --var base_image=build/debian-12-base.qcow2
 	$(BIN) scripts/studio.star plan --offline --var dev_host_count=3
 	$(BIN) scripts/servers.star plan --offline
+
+# The Debian 12 base image (needs root: debootstrap) and the test ISO;
+# build/debian-12-base.qcow2 links to the cached image for soe.star.
+images:
+	sh testdata/images/debian-base.sh $(IMAGES_DIR)
+	sh testdata/images/test-iso.sh $(IMAGES_DIR)
+	mkdir -p build
+	ln -sf $(IMAGES_DIR)/debian-12-base.qcow2 build/debian-12-base.qcow2
+	ln -sf $(IMAGES_DIR)/debian-12-base.qcow2.key build/debian-12-base.qcow2.key
 
 test: lint build
 	$(GO) test ./...
