@@ -33,7 +33,7 @@ images:
 
 test: lint build
 	$(GO) test ./...
-	$(BIN) test
+	$(BIN) test testdata scripts
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

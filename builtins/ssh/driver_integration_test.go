@@ -79,6 +79,9 @@ func (p *project) run(plan *runtime.Plan, opts ssh.Options, up bool) (*apply.Cha
 	e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
 	ctx := context.Background()
 	changes, err := e.Plan(ctx, plan)
+	if err == nil && !up {
+		err = changes.Failed() // a host that could not be checked fails alone
+	}
 	if err != nil || !up {
 		return changes, out.String(), err
 	}
@@ -322,7 +325,7 @@ h = ssh.host("nfs", ADDRS[0], key = KEY)
 nfs.export(h, "/srv/nfs/vfx", clients = "10.77.0.0/24")
 `, ""))
 	_, _, err = p.run(export, ssh.Options{KnownHosts: kh}, false)
-	if err == nil || !strings.Contains(err.Error(), "nfs.export.nfs:/srv/nfs/vfx: service nfs-kernel-server: the host does not run systemd") {
+	if err == nil || !strings.Contains(err.Error(), "ssh.host.nfs: service nfs-kernel-server: the host does not run systemd") {
 		t.Errorf("export on a host without systemd: got %v", err)
 	}
 }

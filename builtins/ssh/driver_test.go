@@ -309,7 +309,7 @@ func TestGoldenTaskCommands(t *testing.T) {
 	seen := map[string]bool{}
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			seen[tc.name+".golden"] = true
+			seen[tc.name+".case"] = true
 			d, err := Decide(tc.task, tc.facts, tc.state)
 			var got string
 			if err != nil {
@@ -320,7 +320,7 @@ func TestGoldenTaskCommands(t *testing.T) {
 			if strings.Contains(got, "hunter2") || strings.Contains(got, "s3cret") {
 				t.Errorf("a secret shows:\n%s", got)
 			}
-			path := filepath.Join("testdata", "tasks", tc.name+".golden")
+			path := filepath.Join("testdata", "tasks", tc.name+".case")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
@@ -336,7 +336,7 @@ func TestGoldenTaskCommands(t *testing.T) {
 			}
 		})
 	}
-	files, _ := filepath.Glob(filepath.Join("testdata", "tasks", "*.golden"))
+	files, _ := filepath.Glob(filepath.Join("testdata", "tasks", "*.case"))
 	for _, f := range files {
 		if !seen[filepath.Base(f)] {
 			t.Errorf("%s has no case", f)

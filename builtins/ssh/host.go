@@ -29,6 +29,9 @@ type HostSpec struct {
 // Kind implements runtime.Spec.
 func (*HostSpec) Kind() string { return "ssh.host" }
 
+// BoundHost implements apply.HostBound: a host is bound to itself.
+func (*HostSpec) BoundHost(self runtime.Address) runtime.Address { return self }
+
 var hostnameRE = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 
 // CheckAddress checks that s is an IP address or a DNS host name.

@@ -29,6 +29,9 @@ type HostTask struct {
 // TaskHost implements Task.
 func (t *HostTask) TaskHost() runtime.Address { return t.Host }
 
+// BoundHost implements apply.HostBound: a task fails with its host.
+func (t *HostTask) BoundHost(runtime.Address) runtime.Address { return t.Host }
+
 func (t *HostTask) setHost(a runtime.Address) { t.Host = a }
 
 // TaskCall is a task being declared on a host: the builtin (fn, such as

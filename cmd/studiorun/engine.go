@@ -31,6 +31,7 @@ func openEngine(c *cli.Context, plan *runtime.Plan) (e *apply.Engine, done func(
 		SSH: ssh.Options{
 			KnownHosts:        c.String("known-hosts"),
 			AcceptNewHostKeys: c.Bool("accept-new-host-keys"),
+			ConnectTimeout:    c.Duration("connect-timeout"),
 			Out:               out,
 		},
 		ForceImages: c.Bool("force"),

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,6 +32,7 @@ func applyFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "json", Usage: "stream one JSON event per line"},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust and record SSH host keys not yet in known_hosts"},
 		&cli.StringFlag{Name: "known-hosts", Usage: "SSH known hosts `FILE` (default ~/.ssh/known_hosts)"},
+		&cli.DurationFlag{Name: "connect-timeout", Value: 2 * time.Minute, Usage: "how long a host may take to accept SSH (guests still booting)"},
 		&cli.BoolFlag{Name: "force", Usage: "rebuild images whose inputs are unchanged"},
 		&cli.StringSliceFlag{Name: "limit", Usage: "configure only these `HOST`s or inventory groups (repeatable)"},
 	}

@@ -38,6 +38,9 @@ func planCommand() *cli.Command {
 					return err
 				}
 				e.Out.Changes(changes)
+				if err := changes.Failed(); err != nil {
+					return err
+				}
 				if c.Bool("detailed-exitcode") && !changes.Empty() {
 					return cli.Exit("", 2)
 				}

@@ -38,7 +38,7 @@ ssh.inventory(groups = {"servers": hosts})
 	}
 	knownHosts := filepath.Join(dir, "known_hosts")
 	run := func(args ...string) (int, string) {
-		code, out, errOut := studiorun(t, dir, append(append([]string{"servers.star"}, args...), "--known-hosts", knownHosts)...)
+		code, out, errOut := studiorun(t, dir, append(append([]string{"servers.star"}, args...), "--known-hosts", knownHosts, "--connect-timeout", "3s")...)
 		return code, out + errOut
 	}
 	if code, out := run("plan"); code == 0 || !strings.Contains(out, "known_hosts") {
@@ -83,5 +83,31 @@ ssh.inventory(groups = {"servers": hosts})
 				t.Errorf("%s: %s = %q (%v), want %q", h.Name, cmd, got, err, want)
 			}
 		}
+	}
+	// A host that is down fails alone: the other is configured, the recap
+	// names both, the exit code is 1.
+	for _, h := range hosts {
+		if _, err := h.Exec("rm /etc/motd"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hosts[1].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	code, out = run("up", "--yes")
+	if code != 1 {
+		t.Fatalf("up with a host down: exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{
+		"Recap:",
+		hosts[0].Name + "  ok=5 changed=1 failed=0 skipped=0 unreachable=0",
+		hosts[1].Name + "  ok=0 changed=0 failed=0 skipped=5 unreachable=1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up with a host down lacks %q:\n%s", want, out)
+		}
+	}
+	if got, _ := hosts[0].Exec("cat /etc/motd"); !strings.Contains(got, "managed by studiorun") {
+		t.Errorf("the host that is up was not configured: /etc/motd = %q", got)
 	}
 }

@@ -73,7 +73,7 @@ func runSteps(ctx context.Context, steps []*step, parallel int, run func(*step) 
 		for running < parallel && len(ready) > 0 {
 			s := ready[0]
 			ready = ready[1:]
-			if s.status == skipped { // settled before the run
+			if s.status == skipped || s.status == failed { // settled before the run
 				finish(s)
 				continue
 			}

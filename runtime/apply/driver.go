@@ -115,3 +115,12 @@ type Driver interface {
 	// Close releases the driver's connections.
 	Close() error
 }
+
+// HostBound is implemented by the specs of resources applied on a host
+// over SSH (the host itself and its tasks). A host that cannot be read or
+// changed fails its own resources only, never the other hosts', and the
+// summary recaps each host as Ansible does.
+type HostBound interface {
+	// BoundHost returns the host's address; self is the resource's own.
+	BoundHost(self runtime.Address) runtime.Address
+}

@@ -36,6 +36,19 @@ type item struct {
 	change *Change
 	driver Driver
 	attrs  json.RawMessage
+	failed error // a host-bound resource whose host could not be read
+}
+
+// host returns the host a resource is applied on, or "" when it is not
+// host-bound.
+func (it *item) host() runtime.Address {
+	if it.res == nil {
+		return ""
+	}
+	if hb, ok := it.res.Spec.(HostBound); ok {
+		return hb.BoundHost(it.res.Address)
+	}
+	return ""
 }
 
 func (it *item) address() runtime.Address { return it.change.Address }
@@ -57,7 +70,23 @@ func (c *Changes) Counts() map[Action]int {
 // Empty reports whether applying would change nothing.
 func (c *Changes) Empty() bool {
 	n := c.Counts()
-	return len(c.items) == n[NoOp]
+	return len(c.items) == n[NoOp] && c.Failed() == nil
+}
+
+// Failed returns an error naming the hosts that could not be read, or nil.
+func (c *Changes) Failed() error {
+	var msgs []string
+	seen := map[runtime.Address]bool{}
+	for _, it := range c.items {
+		if it.failed != nil && !seen[it.host()] {
+			seen[it.host()] = true
+			msgs = append(msgs, fmt.Sprintf("%s: %v", it.host(), it.failed))
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d host(s) failed:\n  %s", len(msgs), strings.Join(msgs, "\n  "))
 }
 
 // Plan asks the drivers how the real objects differ from the plan (reading
@@ -97,7 +126,12 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			err := e.diff(ctx, it)
-			if err != nil {
+			switch {
+			case err != nil && it.host() != "":
+				// A host that cannot be read fails alone.
+				it.failed = err
+				it.change = &Change{Address: it.res.Address, Action: NoOp}
+			case err != nil:
 				mu.Lock()
 				errs = append(errs, fmt.Sprintf("%s: %v", it.res.Address, err))
 				mu.Unlock()
@@ -188,6 +222,12 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 	}
 	upByAddr := map[runtime.Address]*step{}
 	for _, it := range c.items {
+		if it.failed != nil {
+			s := &step{item: it, status: failed, err: it.failed}
+			upserts = append(upserts, s)
+			upByAddr[it.address()] = s
+			continue
+		}
 		switch it.change.Action {
 		case Create, Update, Replace:
 			s := &step{item: it}
@@ -227,7 +267,9 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 		link(s, s.item.res.DependsOn, map[runtime.Address]bool{})
 	}
 	runSteps(ctx, upserts, e.Parallel, e.runUpsert)
-	return e.Out.summary(append(deletes, upserts...))
+	steps := append(deletes, upserts...)
+	e.Out.recap(c.items, steps)
+	return e.Out.summary(steps)
 }
 
 // recover records an object that a driver recognised as the script's own

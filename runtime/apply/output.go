@@ -159,3 +159,69 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// hostCounts are a host's results in the recap.
+type hostCounts struct {
+	OK          int `json:"ok"`
+	Changed     int `json:"changed"`
+	Failed      int `json:"failed"`
+	Skipped     int `json:"skipped"`
+	Unreachable int `json:"unreachable"`
+}
+
+// recap prints a line per host for the host-bound resources (SSH tasks),
+// as Ansible's play recap does; nothing when the plan has none.
+func (o *Output) recap(items []*item, steps []*step) {
+	ran := map[runtime.Address]*step{}
+	for _, s := range steps {
+		ran[s.item.address()] = s // a replace's creation follows its deletion
+	}
+	hosts := map[runtime.Address]*hostCounts{}
+	var order []runtime.Address
+	for _, it := range items {
+		h := it.host()
+		if h == "" {
+			continue
+		}
+		c := hosts[h]
+		if c == nil {
+			c = &hostCounts{}
+			hosts[h] = c
+			order = append(order, h)
+		}
+		s, applied := ran[it.address()]
+		switch {
+		case it.failed != nil:
+			c.Unreachable++
+		case !applied:
+			c.OK++
+		case s.status == succeeded:
+			c.Changed++
+		case s.status == failed:
+			c.Failed++
+		default:
+			c.Skipped++
+		}
+	}
+	if len(order) == 0 {
+		return
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	width := 0
+	for _, h := range order {
+		width = max(width, len(h.Name()))
+	}
+	var b strings.Builder
+	b.WriteString("\nRecap:\n")
+	for _, h := range order {
+		c := hosts[h]
+		fmt.Fprintf(&b, "  %-*s  ok=%d changed=%d failed=%d skipped=%d unreachable=%d\n", width, h.Name(), c.OK, c.Changed, c.Failed, c.Skipped, c.Unreachable)
+		data, _ := json.Marshal(c)
+		if o.json {
+			o.emit(event{Type: "recap", Address: h, Message: string(data)}, "")
+		}
+	}
+	if !o.json {
+		o.emit(event{}, b.String())
+	}
+}

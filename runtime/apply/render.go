@@ -45,6 +45,14 @@ func (o *Output) Changes(c *Changes) {
 			}
 		}
 	}
+	for _, it := range c.items {
+		if it.failed != nil {
+			o.emit(event{Type: "change", Address: it.address(), Status: "failed", Error: it.failed.Error()}, "")
+			if !o.json {
+				fmt.Fprintf(&b, "\n  ! %s: %v\n", it.address(), it.failed)
+			}
+		}
+	}
 	n := c.Counts()
 	if c.Empty() {
 		o.emit(event{Type: "plan", Counts: map[string]int{}}, "No changes: the real objects match the plan.\n")
