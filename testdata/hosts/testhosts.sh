@@ -284,7 +284,12 @@ cmd_up() {
   for i in $(seq 1 500); do
     if [ -e "$d/ready" ]; then
       child=$(cat "/proc/$parent/task/$parent/children" 2>/dev/null | awk '{print $1}')
-      [ -n "$child" ] && break
+      # Ready once the chroot is done (the host's first process is sleep):
+      # entering the host earlier would run this machine's programs in it.
+      if [ -n "$child" ] && [ "$(cat "/proc/$child/comm" 2>/dev/null)" = sleep ]; then
+        break
+      fi
+      child=
     fi
     [ -d "/proc/$parent" ] || break
     sleep 0.01
