@@ -34,14 +34,24 @@ func (o *Output) Changes(c *Changes) {
 		default:
 			b.WriteString("\n")
 			for _, a := range ch.Attrs {
-				fmt.Fprintf(&b, "      ~ %s: %s -> %s", a.Name, orNone(a.Old), orNone(a.New))
+				fmt.Fprintf(&b, "      ~ %s", a.Name)
+				if a.Old != "" || a.New != "" {
+					fmt.Fprintf(&b, ": %s -> %s", orNone(a.Old), orNone(a.New))
+				}
 				if a.ForcesReplace {
 					b.WriteString("  # forces replacement")
 				}
-				if a.Note != "" {
-					b.WriteString("  # " + a.Note)
+				note, more, _ := strings.Cut(a.Note, "\n")
+				if note != "" {
+					b.WriteString("  # " + note)
 				}
 				b.WriteString("\n")
+				// A multi-line note (a file's unified diff) goes below, indented.
+				for _, line := range strings.Split(strings.TrimSuffix(more, "\n"), "\n") {
+					if more != "" {
+						b.WriteString("          " + line + "\n")
+					}
+				}
 			}
 		}
 	}
