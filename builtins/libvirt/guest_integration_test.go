@@ -187,7 +187,7 @@ func TestGuestGetsItsReservedLease(t *testing.T) {
 net = libvirt.network(%q, subnet = %q, dhcp_range = (%q, %q), domain = %q, autostart = False)
 dhcp.reservation(net, mac = %q, ip = %q, hostname = %q)
 libvirt.domain(%q, memory = 256, vcpu = 1, nics = [libvirt.nic(network = net, mac = %q)],
-    kernel = %q, initrd = %q, cmdline = "console=ttyS0 studiorun.hostname=%s",
+    kernel = %q, initrd = %q, cmdline = "console=ttyS0 no_timer_check studiorun.hostname=%s",
     shutdown_timeout = "2s")
 `, netName, subnet, hostIn(subnet, 100), hostIn(subnet, 200), guestDomain,
 		guestMAC, reserved, guestHostname,

@@ -128,7 +128,7 @@ SERIAL 0 115200
 LABEL debian
   LINUX /vmlinuz
   INITRD /initrd.img
-  APPEND root=LABEL=studiorun-root ro console=ttyS0,115200 console=tty0 net.ifnames=1
+  APPEND root=LABEL=studiorun-root ro console=ttyS0,115200 console=tty0 net.ifnames=1 no_timer_check
 EOF
 mcopy -i "$work/boot.fat" "$work/syslinux.cfg" ::/syslinux.cfg
 mcopy -i "$work/boot.fat" "$root/boot/vmlinuz-$kver" ::/vmlinuz
