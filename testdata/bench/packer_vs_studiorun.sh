@@ -56,6 +56,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Both tools start from one snapshot of the base image and its key, so a
+# `make images` running meanwhile cannot pair one tool's image with
+# another's key.
+cp "$BASE" "$TMP/base.qcow2"
+cp "$KEY" "$TMP/base.qcow2.key"
+BASE=$TMP/base.qcow2
+KEY=$TMP/base.qcow2.key
+
 now() { perl -MTime::HiRes=time -e 'printf "%.3f\n", time'; }
 # stamp prefixes every line with the time it arrived.
 stamp() { perl -MTime::HiRes=time -ne 'BEGIN { $| = 1 } printf "%.3f %s", time, $_'; }
