@@ -208,29 +208,6 @@ func networkNameKey(name, on string) uniqueKey {
 
 // existingNetwork implements libvirt.existing_network.
 func existingNetwork(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var name string
-	var on starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "on?", &on); err != nil {
-		return nil, err
-	}
-	if err := checkName(b.Name(), name); err != nil {
-		return nil, err
-	}
-	where := fmt.Sprintf("%s %q", b.Name(), name)
 	var spec ExistingNetwork
-	var err error
-	if spec.On, err = unpackOn(where, on); err != nil {
-		return nil, err
-	}
-	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
-		return nil, err
-	}
-	r, err := runtime.Declare(thread, b.Name(), name, &spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := claim(thread, b.Name(), where, r, networkNameKey(name, spec.On)); err != nil {
-		return nil, err
-	}
-	return runtime.NewRef(r), nil
+	return declareExisting(thread, b, args, kwargs, &spec, &spec.On, networkNameKey)
 }

@@ -80,28 +80,36 @@ func checkHostPath(p string) error {
 
 // existingPool implements libvirt.existing_pool.
 func existingPool(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var spec ExistingPool
+	return declareExisting(thread, b, args, kwargs, &spec, &spec.On, poolNameKey)
+}
+
+// declareExisting declares an object that the script reads and does not
+// own, from name and on=: spec's hypervisor is stored in *on, and key
+// makes its name unique on that hypervisor.
+func declareExisting(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
+	spec runtime.Spec, on *string, key func(name, on string) uniqueKey) (starlark.Value, error) {
 	var name string
-	var on starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "on?", &on); err != nil {
+	var onArg starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "on?", &onArg); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
 		return nil, err
 	}
 	where := fmt.Sprintf("%s %q", b.Name(), name)
-	var spec ExistingPool
 	var err error
-	if spec.On, err = unpackOn(where, on); err != nil {
+	if *on, err = unpackOn(where, onArg); err != nil {
 		return nil, err
 	}
-	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
+	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, *on); err != nil {
 		return nil, err
 	}
-	r, err := runtime.Declare(thread, b.Name(), name, &spec)
+	r, err := runtime.Declare(thread, b.Name(), name, spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := claim(thread, b.Name(), where, r, poolNameKey(name, spec.On)); err != nil {
+	if err := claim(thread, b.Name(), where, r, key(name, *on)); err != nil {
 		return nil, err
 	}
 	return runtime.NewRef(r), nil
