@@ -46,13 +46,15 @@ fuzz:
 # Evaluation of 1000 hosts; up of 50 domains at --parallel 1 and 8 and a
 # no-op up of the 3-host studio, on libvirt's test driver (needs libvirtd);
 # issue 4's six tasks on 10 and 30 test hosts, then side by side with
-# ansible-playbook (needs root and ansible).
-bench:
+# ansible-playbook (needs root and ansible); the SOE disk build side by side
+# with Packer 1.6.6 (needs packer and make images).
+bench: build
 	$(GO) test ./builtins -run '^$$' -bench '^BenchmarkEvalStudio$$' -benchmem -count 5
 	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkUp50Domains$$' -benchtime 3x -count 3
 	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkNoopUpStudio3$$' -benchtime 20x -count 3
 	$(GO) test ./builtins/ssh -run '^$$' -bench '^BenchmarkSixTasks$$' -benchtime 1x
 	bash testdata/bench/ansible_vs_studiorun.sh
+	STUDIORUN_BIN=$(BIN) bash testdata/bench/packer_vs_studiorun.sh
 
 clean:
 	rm -rf build
