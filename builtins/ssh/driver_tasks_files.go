@@ -220,12 +220,9 @@ func EditLines(t *LineInFile, old string) (string, error) {
 }
 
 func decideLineInFile(t *LineInFile, p Probe) (*Decision, error) {
-	fs := p.file()
-	if fs.Exists && !fs.IsFile {
-		return nil, fmt.Errorf("%s is a %s, not a file", t.Path, p["type"])
-	}
-	if p.Has("content_too_large") {
-		return nil, fmt.Errorf("%s is larger than 256 KiB", t.Path)
+	fs, err := editableFile(t.Path, p)
+	if err != nil {
+		return nil, err
 	}
 	if !fs.Exists {
 		switch {
@@ -237,24 +234,44 @@ func decideLineInFile(t *LineInFile, p Probe) (*Decision, error) {
 			return d, nil
 		}
 	}
+	return decideEdit(t.Path, p, fs, func(old string) (string, error) { return EditLines(t, old) }, " has the line as declared")
+}
+
+// editableFile checks that the probed path is a regular file (or absent)
+// small enough to edit in place.
+func editableFile(path string, p Probe) (fileState, error) {
+	fs := p.file()
+	if fs.Exists && !fs.IsFile {
+		return fs, fmt.Errorf("%s is a %s, not a file", path, p["type"])
+	}
+	if p.Has("content_too_large") {
+		return fs, fmt.Errorf("%s is larger than 256 KiB", path)
+	}
+	return fs, nil
+}
+
+// decideEdit decides a change of a file's lines: the probed content,
+// edited, written back atomically when it differs (with a unified diff).
+// ok says why nothing changes, after the path.
+func decideEdit(path string, p Probe, fs fileState, edit func(old string) (string, error), ok string) (*Decision, error) {
 	old, _, err := p.Content("content")
 	if err != nil {
 		return nil, err
 	}
-	want, err := EditLines(t, old)
+	want, err := edit(old)
 	if err != nil {
 		return nil, err
 	}
 	if fs.Exists && want == old {
-		return noop(t.Path + " has the line as declared"), nil
+		return noop(path + ok), nil
 	}
 	d := &Decision{Action: apply.Update}
 	if !fs.Exists {
 		d.Action = apply.Create
 	}
-	d.Attrs = append(d.Attrs, apply.AttrChange{Name: "content", Note: UnifiedDiff(t.Path, old, want)})
+	d.Attrs = append(d.Attrs, apply.AttrChange{Name: "content", Note: UnifiedDiff(path, old, want)})
 	d.Stdin = []byte(want)
-	d.Script.Append(writeFileScript(t.Path, resolvedOwnership{}, "", false))
+	d.Script.Append(writeFileScript(path, resolvedOwnership{}, "", false))
 	return d, nil
 }
 
@@ -274,27 +291,9 @@ type KeyedLine struct {
 func (*KeyedLine) Kind() string { return "ssh.keyed_line" }
 
 func decideKeyedLine(t *KeyedLine, p Probe) (*Decision, error) {
-	fs := p.file()
-	if fs.Exists && !fs.IsFile {
-		return nil, fmt.Errorf("%s is a %s, not a file", t.Path, p["type"])
-	}
-	if p.Has("content_too_large") {
-		return nil, fmt.Errorf("%s is larger than 256 KiB", t.Path)
-	}
-	old, _, err := p.Content("content")
+	fs, err := editableFile(t.Path, p)
 	if err != nil {
 		return nil, err
 	}
-	want := EditKeyed(old, t.Field, t.Key, t.Line)
-	if fs.Exists && want == old {
-		return noop(t.Path + " has the line for " + t.Key), nil
-	}
-	d := &Decision{Action: apply.Update}
-	if !fs.Exists {
-		d.Action = apply.Create
-	}
-	d.Attrs = append(d.Attrs, apply.AttrChange{Name: "content", Note: UnifiedDiff(t.Path, old, want)})
-	d.Stdin = []byte(want)
-	d.Script.Append(writeFileScript(t.Path, resolvedOwnership{}, "", false))
-	return d, nil
+	return decideEdit(t.Path, p, fs, func(old string) (string, error) { return EditKeyed(old, t.Field, t.Key, t.Line), nil }, " has the line for "+t.Key)
 }
