@@ -62,20 +62,18 @@ func TestKVMProbeVerdict(t *testing.T) {
 	}
 }
 
-// TestProbeKVMDecidesWithinSeconds runs the real probe: whatever KVM does
-// here (works, is missing, or is present and broken as under a hypervisor
-// without nested virtualisation), the answer comes within a few seconds.
-func TestProbeKVMDecidesWithinSeconds(t *testing.T) {
+// TestProbeKVMGivesAVerdict runs the real probe: whatever KVM does here
+// (works, is missing, or is present and broken as under a hypervisor
+// without nested virtualisation), it returns a verdict, with the reason
+// when KVM does not work (its own timeout bounds a hanging KVM; the time
+// is logged, not asserted).
+func TestProbeKVMGivesAVerdict(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 is not installed")
+		needIntegration(t, "qemu-system-x86_64 is not installed")
 	}
 	start := time.Now()
 	st := probeKVM(context.Background(), "qemu-system-x86_64")
-	el := time.Since(start)
-	t.Logf("KVM works: %v (%s) in %s", st.OK, st.Reason, el.Round(time.Millisecond))
-	if el > kvmProbeTimeout+time.Second {
-		t.Errorf("the probe took %s", el)
-	}
+	t.Logf("KVM works: %v (%s) in %s", st.OK, st.Reason, time.Since(start).Round(time.Millisecond))
 	if !st.OK && st.Reason == "" {
 		t.Errorf("no reason given for a KVM that does not work")
 	}

@@ -129,8 +129,8 @@ func TestDiskBuildFromDebianBase(t *testing.T) {
 
 	start = time.Now()
 	c, err = d.Diff(ctx, r, entry)
-	if el := time.Since(start); err != nil || c.Action != apply.NoOp || el > time.Second {
-		t.Fatalf("second Diff: %+v, %v in %s; want a no-op in under 1s", c, err, el)
+	if el := time.Since(start); err != nil || c.Action != apply.NoOp {
+		t.Fatalf("second Diff: %+v, %v; want a no-op", c, err)
 	} else {
 		t.Logf("second Diff (no-op): %s", el)
 	}
