@@ -3,22 +3,46 @@ package ssh
 import (
 	"fmt"
 	"strings"
+
+	"github.com/studiorun/studiorun/runtime/apply"
 )
 
-// maxDiffLines bounds the files that UnifiedDiff compares line by line.
+// maxDiffLines bounds the files that unifiedDiff compares line by line.
 const maxDiffLines = 4000
 
-// UnifiedDiff returns the unified diff (3 lines of context) that turns old
-// into new, with headers naming path; "" when they are equal.
-func UnifiedDiff(path, old, new string) string {
+// ContentChange is the change of a file's content from old to new: a note
+// counting the lines added and removed, and the unified diff that --diff
+// shows.
+func ContentChange(name, path, old, new string) apply.AttrChange {
+	diff, added, removed, ok := unifiedDiff(path, old, new)
+	if !ok {
+		return apply.AttrChange{Name: name, Note: diff}
+	}
+	note := fmt.Sprintf("%d line(s) added, %d removed", added, removed)
+	return apply.AttrChange{Name: name, Note: note, Diff: diff}
+}
+
+// unifiedDiff returns the unified diff (3 lines of context) that turns old
+// into new, with headers naming path ("" when they are equal), and the
+// lines added and removed; ok is false when the files are too long to
+// compare (diff then says so).
+func unifiedDiff(path, old, new string) (diff string, added, removed int, ok bool) {
 	if old == new {
-		return ""
+		return "", 0, 0, true
 	}
 	a, b := splitLines(old), splitLines(new)
 	if len(a) > maxDiffLines || len(b) > maxDiffLines {
-		return fmt.Sprintf("content changed (%d lines before, %d after: too long to show)", len(a), len(b))
+		return fmt.Sprintf("content changed (%d lines before, %d after: too long to compare)", len(a), len(b)), 0, 0, false
 	}
 	ops := diffOps(a, b)
+	for _, o := range ops {
+		switch o.kind {
+		case '+':
+			added++
+		case '-':
+			removed++
+		}
+	}
 	var out strings.Builder
 	fmt.Fprintf(&out, "--- %s\n+++ %s\n", path, path)
 	const ctx = 3
@@ -66,7 +90,7 @@ func UnifiedDiff(path, old, new string) string {
 	if old != "" && !strings.HasSuffix(old, "\n") || new != "" && !strings.HasSuffix(new, "\n") {
 		out.WriteString("\\ (a file does not end with a newline)\n")
 	}
-	return strings.TrimSuffix(out.String(), "\n")
+	return strings.TrimSuffix(out.String(), "\n"), added, removed, true
 }
 
 func hunkRange(start, n int) string {

@@ -32,14 +32,16 @@ type Decision struct {
 }
 
 func (d *Decision) attr(name, old, new string) {
-	d.Attrs = append(d.Attrs, apply.AttrChange{Name: name, Old: old, New: new})
-	if d.Action == apply.NoOp {
-		d.Action = apply.Update
-	}
+	d.change(apply.AttrChange{Name: name, Old: old, New: new})
 }
 
 func (d *Decision) note(name, note string) {
-	d.Attrs = append(d.Attrs, apply.AttrChange{Name: name, Note: note})
+	d.change(apply.AttrChange{Name: name, Note: note})
+}
+
+// change records an attribute that differs: the task has something to do.
+func (d *Decision) change(a apply.AttrChange) {
+	d.Attrs = append(d.Attrs, a)
 	if d.Action == apply.NoOp {
 		d.Action = apply.Update
 	}

@@ -184,8 +184,7 @@ func decideAuthorizedKey(t *AuthorizedKey, p Probe) (*Decision, error) {
 		if !fs.Exists {
 			d.Action = apply.Create
 		}
-		d.attr("keys", "", "")
-		d.Attrs[len(d.Attrs)-1] = apply.AttrChange{Name: "authorized_keys", Note: UnifiedDiff(file, old, want)}
+		d.change(ContentChange("authorized_keys", file, old, want))
 		d.Stdin = []byte(want)
 		d.Script.Append(writeFileScript(file, resolvedOwnership{Mode: "0600", Owner: t.User}, "", false))
 	} else {

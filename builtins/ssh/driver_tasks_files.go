@@ -76,7 +76,7 @@ func decideWrite(path string, data []byte, secret bool, w Write, f *HostFacts, p
 		if !p.Has("parent") {
 			d.Script.Cmd("mkdir", "-p", "--", parentDir(path))
 		}
-		d.note("content", contentNote(path, p, string(data), secret))
+		d.change(contentChange(path, p, string(data), secret))
 		d.Stdin = data
 		d.Script.Append(writeFileScript(path, own, w.Validate, w.Backup && fs.Exists))
 		// Ownership changes are part of the write; show them.
@@ -89,17 +89,17 @@ func decideWrite(path string, data []byte, secret bool, w Write, f *HostFacts, p
 	return d, nil
 }
 
-// contentNote is the unified diff of a file's content, or a line saying
-// it changed when the content is secret or was not read.
-func contentNote(path string, p Probe, want string, secret bool) string {
+// contentChange is the change of a file's content, or a line saying it
+// changed when the content is secret or was not read.
+func contentChange(path string, p Probe, want string, secret bool) apply.AttrChange {
 	if secret {
-		return "(secret content changed)"
+		return apply.AttrChange{Name: "content", Note: "(secret content changed)"}
 	}
 	old, ok, err := p.Content("content")
 	if err != nil || (!ok && p.file().Exists) {
-		return fmt.Sprintf("content changed (sha256 %s)", sha256Hex([]byte(want)))
+		return apply.AttrChange{Name: "content", Note: fmt.Sprintf("content changed (sha256 %s)", sha256Hex([]byte(want)))}
 	}
-	return UnifiedDiff(path, old, want)
+	return ContentChange("content", path, old, want)
 }
 
 func decideUpload(t *Upload, f *HostFacts, p Probe) (*Decision, error) {
@@ -269,7 +269,7 @@ func decideEdit(path string, p Probe, fs fileState, edit func(old string) (strin
 	if !fs.Exists {
 		d.Action = apply.Create
 	}
-	d.Attrs = append(d.Attrs, apply.AttrChange{Name: "content", Note: UnifiedDiff(path, old, want)})
+	d.change(ContentChange("content", path, old, want))
 	d.Stdin = []byte(want)
 	d.Script.Append(writeFileScript(path, resolvedOwnership{}, "", false))
 	return d, nil

@@ -200,7 +200,9 @@ func decideMount(t *Mount, p Probe) (*Decision, error) {
 	fstabChanged := !(len(entries) == 1 && entries[0] == want || len(entries) == 0 && want == "")
 	if fstabChanged {
 		newFstab := EditFstab(fstab, t.Path, want)
-		d.Attrs = append(d.Attrs, apply.AttrChange{Name: "fstab", Old: strings.Join(entries, " | "), New: want, Note: UnifiedDiff("/etc/fstab", fstab, newFstab)})
+		c := ContentChange("fstab", "/etc/fstab", fstab, newFstab)
+		c.Old, c.New = strings.Join(entries, " | "), want
+		d.change(c)
 		d.Action = apply.Update
 		if len(entries) == 0 {
 			d.Action = apply.Create

@@ -175,17 +175,21 @@ func TestEditLines(t *testing.T) {
 	}
 }
 
-func TestUnifiedDiff(t *testing.T) {
-	got := UnifiedDiff("/etc/x", "a\nb\nc\nd\ne\nf\ng\nh\n", "a\nb\nc\nD\ne\nf\ng\nh\n")
+func TestContentChange(t *testing.T) {
+	got := ContentChange("content", "/etc/x", "a\nb\nc\nd\ne\nf\ng\nh\n", "a\nb\nc\nD\ne\nf\ng\nh\n")
 	want := "--- /etc/x\n+++ /etc/x\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g"
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
+	if got.Diff != want || got.Note != "1 line(s) added, 1 removed" {
+		t.Errorf("got %q\n%s\nwant\n%s", got.Note, got.Diff, want)
 	}
-	if got := UnifiedDiff("/f", "", "x\n"); got != "--- /f\n+++ /f\n@@ -0,0 +1 @@\n+x" {
-		t.Errorf("new file: %q", got)
+	if got := ContentChange("content", "/f", "", "x\n"); got.Diff != "--- /f\n+++ /f\n@@ -0,0 +1 @@\n+x" {
+		t.Errorf("new file: %q", got.Diff)
 	}
-	if UnifiedDiff("/f", "x", "x") != "" {
-		t.Errorf("equal files differ")
+	if got := ContentChange("content", "/f", "x", "x"); got.Diff != "" {
+		t.Errorf("equal files differ: %q", got.Diff)
+	}
+	long := strings.Repeat("x\n", maxDiffLines+1)
+	if got := ContentChange("content", "/f", long, ""); got.Diff != "" || !strings.Contains(got.Note, "too long to compare") {
+		t.Errorf("long file: %+v", got)
 	}
 }
 
@@ -286,6 +290,9 @@ func renderDecision(d *Decision) string {
 		fmt.Fprintf(&b, "attr %s: %q -> %q", a.Name, a.Old, a.New)
 		if a.Note != "" {
 			fmt.Fprintf(&b, "\n  note:\n    %s", strings.ReplaceAll(a.Note, "\n", "\n    "))
+		}
+		if a.Diff != "" {
+			fmt.Fprintf(&b, "\n  diff:\n    %s", strings.ReplaceAll(a.Diff, "\n", "\n    "))
 		}
 		b.WriteByte('\n')
 	}

@@ -20,11 +20,22 @@ import (
 // openEngine locks the script's state and sets up its drivers; done
 // releases both.
 func openEngine(c *cli.Context, plan *runtime.Plan) (e *apply.Engine, done func(), err error) {
+	parallel, hosts := c.Int("parallel"), defaultHostParallel
+	if c.IsSet("parallel") {
+		if parallel < 1 {
+			return nil, nil, usageError{fmt.Errorf("--parallel %d: want at least 1", parallel)}
+		}
+		hosts = parallel
+	}
 	state, err := apply.OpenState(plan.Root, plan.Script)
 	if err != nil {
 		return nil, nil, err
 	}
 	out := apply.NewOutput(c.App.Writer, c.Bool("json"))
+	if c.Bool("diff") {
+		out.ShowDiffs()
+	}
+
 	router := builtins.NewRouter(builtins.DriverOptions{
 		LibvirtURI: c.String("libvirt-uri"),
 		Root:       plan.Root,
@@ -37,10 +48,11 @@ func openEngine(c *cli.Context, plan *runtime.Plan) (e *apply.Engine, done func(
 		ForceImages: c.Bool("force"),
 	})
 	e = &apply.Engine{
-		Router:   router,
-		State:    state,
-		Parallel: c.Int("parallel"),
-		Out:      out,
+		Router:       router,
+		State:        state,
+		Parallel:     parallel,
+		HostParallel: hosts,
+		Out:          out,
 	}
 	return e, func() {
 		router.Close()

@@ -20,6 +20,13 @@ func evalFlags() []cli.Flag {
 	}
 }
 
+// The defaults of --parallel: libvirt calls and image builds load this
+// machine; SSH hosts mostly wait on the network.
+const (
+	defaultParallel     = 8
+	defaultHostParallel = 16
+)
+
 // applyFlags are the flags of the verbs that talk to real systems.
 func applyFlags() []cli.Flag {
 	uri := os.Getenv("LIBVIRT_DEFAULT_URI")
@@ -28,8 +35,10 @@ func applyFlags() []cli.Flag {
 	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "libvirt-uri", Value: uri, Usage: "libvirt connection `URI` (env LIBVIRT_DEFAULT_URI)"},
-		&cli.IntFlag{Name: "parallel", Value: 8, Usage: "apply at most `N` resources at once"},
+		&cli.IntFlag{Name: "parallel", Value: defaultParallel, DefaultText: fmt.Sprintf("%d, and %d SSH hosts", defaultParallel, defaultHostParallel),
+			Usage: "apply at most `N` resources at once, and configure at most N SSH hosts at once"},
 		&cli.BoolFlag{Name: "json", Usage: "stream one JSON event per line"},
+		&cli.BoolFlag{Name: "diff", Usage: "show the unified diff of every file whose content changes"},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust and record SSH host keys not yet in known_hosts"},
 		&cli.StringFlag{Name: "known-hosts", Usage: "SSH known hosts `FILE` (default ~/.ssh/known_hosts)"},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 2 * time.Minute, Usage: "how long a host may take to accept SSH (guests still booting)"},

@@ -56,11 +56,27 @@ ssh.inventory(groups = {"servers": hosts})
 	if _, err := hosts[1].Exec("rm /etc/motd"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hosts[0].Exec("rm /etc/motd"); err != nil {
+	if _, err := hosts[0].Exec("echo welcome > /etc/motd"); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := run("up", "--yes", "--limit", hosts[0].Name); code != 0 || strings.Contains(out, hosts[1].Name) {
+	// A content change is summarised; --diff shows it.
+	code, out = run("plan", "--limit", hosts[0].Name)
+	if code != 0 || !strings.Contains(out, "1 line(s) added, 0 removed") || strings.Contains(out, "+managed by studiorun") {
+		t.Errorf("plan without --diff: exit %d, want the change summarised without its diff\n%s", code, out)
+	}
+	code, out = run("plan", "--limit", hosts[0].Name, "--diff")
+	if code != 0 || !strings.Contains(out, "+++ /etc/motd") || !strings.Contains(out, " welcome\n          +managed by studiorun") {
+		t.Errorf("plan --diff: exit %d, want the unified diff of /etc/motd\n%s", code, out)
+	}
+	code, out = run("up", "--yes", "--limit", hosts[0].Name)
+	if code != 0 || strings.Contains(out, hosts[1].Name) {
 		t.Fatalf("up --limit %s: exit %d, or it touched %s\n%s", hosts[0].Name, code, hosts[1].Name, out)
+	}
+	// A line per task, as Ansible prints them, in the script's order.
+	ok := "ok: [" + hosts[0].Name + "] ssh.user ops\n"
+	changed := "changed: [" + hosts[0].Name + "] ssh.line_in_file /etc/motd ("
+	if i, j := strings.Index(out, ok), strings.Index(out, changed); i < 0 || j < i {
+		t.Errorf("up --limit: want %q then %q\n%s", ok, changed, out)
 	}
 	if code, out := run("plan", "--limit", "nosuchgroup"); code != 2 || !strings.Contains(out, "groups: servers") {
 		t.Errorf("--limit of an unknown name: exit %d\n%s", code, out)

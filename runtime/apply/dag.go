@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/studiorun/studiorun/runtime"
 )
 
 // status is the outcome of a step of the dependency graph.
@@ -28,14 +30,51 @@ type step struct {
 	dependents []*step
 }
 
-// runSteps runs the steps, at most parallel at once, each as soon as the
-// steps it comes after have succeeded. A step that fails stops its
+// slots bound the steps that run at once: at most resources steps that
+// are not bound to a host, and the steps of at most hosts hosts (a host's
+// tasks run one after another through their dependency chain).
+type slots struct {
+	resources, hosts int
+	running          int                     // steps not bound to a host
+	onHost           map[runtime.Address]int // running steps per host
+}
+
+func newSlots(resources, hosts int) *slots {
+	return &slots{resources: max(resources, 1), hosts: max(hosts, 1), onHost: map[runtime.Address]int{}}
+}
+
+// take reserves a slot for s, or reports that none is free.
+func (sl *slots) take(s *step) bool {
+	h := s.item.host()
+	switch {
+	case h == "" && sl.running >= sl.resources:
+		return false
+	case h == "":
+		sl.running++
+	case sl.onHost[h] == 0 && len(sl.onHost) >= sl.hosts:
+		return false
+	default:
+		sl.onHost[h]++
+	}
+	return true
+}
+
+func (sl *slots) release(s *step) {
+	h := s.item.host()
+	if h == "" {
+		sl.running--
+		return
+	}
+	if sl.onHost[h]--; sl.onHost[h] == 0 {
+		delete(sl.onHost, h)
+	}
+}
+
+// runSteps runs the steps, as many at once as sl allows, each as soon as
+// the steps it comes after have succeeded. A step that fails stops its
 // dependents (skipped, with the reason), not its independent siblings. A
 // cancelled context starts no new step.
-func runSteps(ctx context.Context, steps []*step, parallel int, run func(*step) error) {
-	if parallel < 1 {
-		parallel = 1
-	}
+func runSteps(ctx context.Context, steps []*step, sl *slots, run func(*step) error) {
 	for _, s := range steps {
 		s.waiting = len(s.after)
 		for _, a := range s.after {
@@ -69,8 +108,9 @@ func runSteps(ctx context.Context, steps []*step, parallel int, run func(*step) 
 			}
 		}
 	}
-	for len(ready) > 0 || running > 0 {
-		for running < parallel && len(ready) > 0 {
+	for {
+		var full []*step // ready, waiting for a free slot
+		for len(ready) > 0 {
 			s := ready[0]
 			ready = ready[1:]
 			if s.status == skipped || s.status == failed { // settled before the run
@@ -80,6 +120,10 @@ func runSteps(ctx context.Context, steps []*step, parallel int, run func(*step) 
 			if err := ctx.Err(); err != nil {
 				s.status, s.err = skipped, fmt.Errorf("not applied: interrupted")
 				finish(s)
+				continue
+			}
+			if !sl.take(s) {
+				full = append(full, s)
 				continue
 			}
 			running++
@@ -94,11 +138,13 @@ func runSteps(ctx context.Context, steps []*step, parallel int, run func(*step) 
 				done <- s
 			}()
 		}
+		ready = full
 		if running == 0 {
-			break
+			break // nothing runs: every slot is free, so nothing is ready either
 		}
 		s := <-done
 		running--
+		sl.release(s)
 		finish(s)
 	}
 	wg.Wait()

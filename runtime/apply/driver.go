@@ -43,6 +43,8 @@ type AttrChange struct {
 	ForcesReplace bool `json:"forces_replace,omitempty"`
 	// Note says more, such as "takes effect at next boot".
 	Note string `json:"note,omitempty"`
+	// Diff is the unified diff of a file's content, shown with --diff.
+	Diff string `json:"diff,omitempty"`
 }
 
 // Change is the difference a driver found for one resource.

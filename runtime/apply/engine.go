@@ -24,8 +24,11 @@ type Router interface {
 type Engine struct {
 	Router   Router
 	State    *State
-	Parallel int     // at most this many resources at once
-	Out      *Output // progress, results and events
+	Parallel int // at most this many resources at once, besides SSH hosts
+	// HostParallel is how many SSH hosts are configured at once (0: as
+	// many as Parallel).
+	HostParallel int
+	Out          *Output // progress, results and events
 }
 
 // item is one resource's change: a declared resource, or an owned object
@@ -118,7 +121,7 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 		return nil, fmt.Errorf("cannot plan %d resource(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
 	}
 	var mu sync.Mutex
-	sem := make(chan struct{}, max(e.Parallel, 1))
+	sem := make(chan struct{}, max(e.Parallel, e.HostParallel, 1))
 	var wg sync.WaitGroup
 	for _, it := range items {
 		wg.Add(1)
@@ -215,7 +218,7 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 			}
 		}
 	}
-	runSteps(ctx, deletes, e.Parallel, e.runDelete)
+	runSteps(ctx, deletes, e.slots(), e.runDelete)
 	deleted := map[runtime.Address]*step{}
 	for _, s := range deletes {
 		deleted[s.item.address()] = s
@@ -238,6 +241,13 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 			upByAddr[it.address()] = s
 		case NoOp:
 			e.recover(it)
+			if it.host() != "" {
+				// A host's unchanged tasks take their place in its chain,
+				// to be reported "ok" in order, as Ansible does.
+				s := &step{item: it}
+				upserts = append(upserts, s)
+				upByAddr[it.address()] = s
+			}
 		}
 	}
 	// A step comes after the steps it depends on, directly or through
@@ -266,10 +276,18 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 	for _, s := range upserts {
 		link(s, s.item.res.DependsOn, map[runtime.Address]bool{})
 	}
-	runSteps(ctx, upserts, e.Parallel, e.runUpsert)
+	runSteps(ctx, upserts, e.slots(), e.runUpsert)
 	steps := append(deletes, upserts...)
 	e.Out.recap(c.items, steps)
 	return e.Out.summary(steps)
+}
+
+func (e *Engine) slots() *slots {
+	hosts := e.HostParallel
+	if hosts == 0 {
+		hosts = e.Parallel
+	}
+	return newSlots(e.Parallel, hosts)
 }
 
 // recover records an object that a driver recognised as the script's own
@@ -288,13 +306,13 @@ func (e *Engine) recover(it *item) {
 func (e *Engine) runDelete(s *step) error {
 	it := s.item
 	start := time.Now()
-	e.Out.started(it.address(), Delete)
+	e.Out.started(it, Delete)
 	if err := it.driver.Delete(context.Background(), it.entry, e.Out); err != nil {
-		e.Out.finished(it.address(), Delete, start, err)
+		e.Out.finished(it, Delete, start, err)
 		return err
 	}
 	err := e.State.Remove(it.address())
-	e.Out.finished(it.address(), Delete, start, err)
+	e.Out.finished(it, Delete, start, err)
 	return err
 }
 
@@ -305,14 +323,18 @@ func (e *Engine) runUpsert(s *step) error {
 		c.Action = Create
 	}
 	start := time.Now()
-	e.Out.started(it.address(), c.Action)
+	if c.Action == NoOp {
+		e.Out.finished(it, NoOp, start, nil)
+		return nil
+	}
+	e.Out.started(it, c.Action)
 	if c.Action == Create {
 		// Recorded before it exists: a run killed now leaves an entry that
 		// the next run finishes or deletes, never an orphan.
 		pendingEntry := &Entry{Incomplete: true}
 		fillEntry(pendingEntry, it)
 		if err := e.State.Put(pendingEntry); err != nil {
-			e.Out.finished(it.address(), c.Action, start, err)
+			e.Out.finished(it, c.Action, start, err)
 			return err
 		}
 	}
@@ -326,7 +348,7 @@ func (e *Engine) runUpsert(s *step) error {
 			err = e.State.Put(en)
 		}
 	}
-	e.Out.finished(it.address(), c.Action, start, err)
+	e.Out.finished(it, c.Action, start, err)
 	return err
 }
 

@@ -24,10 +24,19 @@ import (
 // real drivers (tested against libvirtd) cannot produce on demand.
 
 type thing struct {
-	Size int `json:"size"`
+	Size int    `json:"size"`
+	Host string `json:"host,omitempty"` // configured on this host, as an SSH task is
 }
 
 func (*thing) Kind() string { return "test.thing" }
+
+// BoundHost implements HostBound for the things that name a host.
+func (t *thing) BoundHost(runtime.Address) runtime.Address {
+	if t.Host == "" {
+		return ""
+	}
+	return runtime.Address("test.host." + t.Host)
+}
 
 // thingModule declares test.thing(name, size=1, after=[...]).
 var thingModule = &starlarkstruct.Module{Name: "test", Members: starlark.StringDict{
@@ -35,7 +44,7 @@ var thingModule = &starlarkstruct.Module{Name: "test", Members: starlark.StringD
 		var name string
 		spec := &thing{Size: 1}
 		after := new(starlark.List)
-		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "size?", &spec.Size, "after?", &after); err != nil {
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "size?", &spec.Size, "after?", &after, "host?", &spec.Host); err != nil {
 			return nil, err
 		}
 		var deps []runtime.Address
@@ -62,10 +71,12 @@ type injectDriver struct {
 	slow                map[runtime.Address]bool // applied slowly, to widen races
 	log                 []string
 	running, maxRunning int
+	hosts               map[string]int // things being applied per host
+	maxHosts            int            // hosts with things applied at once
 }
 
 func newInjectDriver() *injectDriver {
-	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}}
+	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}, hosts: map[string]int{}}
 }
 
 func (d *injectDriver) Route(string, json.RawMessage) (Driver, error) { return d, nil }
@@ -113,11 +124,21 @@ func (d *injectDriver) Apply(_ context.Context, r *runtime.Resource, c *Change, 
 	if err := d.enter(c.Action.String(), r.Address); err != nil {
 		return nil, err
 	}
+	host := r.Spec.(*thing).Host
+	d.mu.Lock()
+	if host != "" {
+		d.hosts[host]++
+		d.maxHosts = max(d.maxHosts, len(d.hosts))
+	}
+	d.mu.Unlock()
 	if d.slow[r.Address] {
 		time.Sleep(50 * time.Millisecond)
 	}
 	d.mu.Lock()
 	d.objects[r.Address] = r.Spec.(*thing).Size
+	if d.hosts[host]--; d.hosts[host] <= 0 {
+		delete(d.hosts, host)
+	}
 	d.mu.Unlock()
 	return &Entry{ID: "id-" + r.Name}, nil
 }
@@ -145,10 +166,11 @@ func (d *injectDriver) index(entry string) int {
 }
 
 type fixture struct {
-	t      *testing.T
-	root   string
-	driver *injectDriver
-	out    bytes.Buffer
+	t            *testing.T
+	root         string
+	driver       *injectDriver
+	out          bytes.Buffer
+	hostParallel int
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -173,7 +195,7 @@ func (f *fixture) up(src string, parallel int) (*Changes, error) {
 		f.t.Fatal(err)
 	}
 	defer state.Close()
-	e := &Engine{Router: f.driver, State: state, Parallel: parallel, Out: NewOutput(&f.out, false)}
+	e := &Engine{Router: f.driver, State: state, Parallel: parallel, HostParallel: f.hostParallel, Out: NewOutput(&f.out, false)}
 	changes, err := e.Plan(context.Background(), plan)
 	if err != nil {
 		f.t.Fatal(err)
@@ -217,6 +239,63 @@ func TestParallelIsBounded(t *testing.T) {
 	}
 	if f.driver.maxRunning > 3 {
 		t.Errorf("%d ran at once, want at most 3", f.driver.maxRunning)
+	}
+}
+
+func TestHostsAreBoundedApartFromResources(t *testing.T) {
+	f := newFixture(t)
+	f.hostParallel = 4
+	var src strings.Builder
+	for i := 0; i < 12; i++ {
+		fmt.Fprintf(&src, "test.thing(\"h%d:task\", host = \"h%d\")\n", i, i)
+		fmt.Fprintf(&src, "test.thing(\"r%d\")\n", i)
+		f.driver.slow[runtime.Address(fmt.Sprintf("test.thing.h%d:task", i))] = true
+		f.driver.slow[runtime.Address(fmt.Sprintf("test.thing.r%d", i))] = true
+	}
+	if _, err := f.up(src.String(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if f.driver.maxHosts > 4 {
+		t.Errorf("%d hosts were configured at once, want at most 4", f.driver.maxHosts)
+	}
+	if f.driver.maxHosts < 2 {
+		t.Errorf("hosts were configured one at a time, want up to 4 at once")
+	}
+	if f.driver.maxRunning > 2+4 {
+		t.Errorf("%d things ran at once, want at most 2 resources and 4 hosts", f.driver.maxRunning)
+	}
+}
+
+func TestHostTasksReportAsAnsibleDoes(t *testing.T) {
+	f := newFixture(t)
+	src := `
+a = test.thing("h1:a", host = "h1")
+b = test.thing("h1:b", host = "h1", after = [a], size = %d)
+c = test.thing("h1:c", host = "h1", after = [b])
+test.thing("h2:a", host = "h2")
+`
+	if _, err := f.up(fmt.Sprintf(src, 1), 8); err != nil {
+		t.Fatal(err)
+	}
+	f.out.Reset()
+	f.driver.failOn["test.thing.h1:b"] = true
+	if _, err := f.up(fmt.Sprintf(src, 2), 8); err == nil {
+		t.Fatal("want the injected failure")
+	}
+	out := f.out.String()
+	for _, want := range []string{
+		"ok: [h1] test.thing a\nfailed: [h1] test.thing b: injected failure\n",
+		"ok: [h2] test.thing a\n",
+		"  h1  ok=1 changed=0 failed=1 skipped=1 unreachable=0\n",
+		"  h2  ok=1 changed=0 failed=0 skipped=0 unreachable=0\n",
+		"Apply failed: 1 failed.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "test.thing c") || strings.Contains(out, "updating") {
+		t.Errorf("a task after the failed one was reported, or a start line shown:\n%s", out)
 	}
 }
 

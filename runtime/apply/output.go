@@ -18,6 +18,7 @@ import (
 type Output struct {
 	w    io.Writer
 	json bool
+	diff bool // show files' unified diffs
 	mu   sync.Mutex
 	// shown is the last tenth of each step's progress that was printed.
 	shown map[string]int64
@@ -27,6 +28,10 @@ type Output struct {
 func NewOutput(w io.Writer, asJSON bool) *Output {
 	return &Output{w: w, json: asJSON, shown: map[string]int64{}}
 }
+
+// ShowDiffs makes the changes shown carry the unified diffs of files'
+// contents (--diff); without it a content change is summarised in a line.
+func (o *Output) ShowDiffs() { o.diff = true }
 
 // event is one line of the JSON stream.
 type event struct {
@@ -90,19 +95,47 @@ var verbs = map[Action][2]string{
 	Delete:  {"deleting", "deleted"},
 }
 
-func (o *Output) started(addr runtime.Address, a Action) {
-	o.emit(event{Type: "start", Address: addr, Action: a.String()}, fmt.Sprintf("%s: %s...\n", addr, verbs[a][0]))
+func (o *Output) started(it *item, a Action) {
+	text := fmt.Sprintf("%s: %s...\n", it.address(), verbs[a][0])
+	if it.host() != "" {
+		text = "" // a host's tasks get one line each, when done
+	}
+	o.emit(event{Type: "start", Address: it.address(), Action: a.String()}, text)
 }
 
-func (o *Output) finished(addr runtime.Address, a Action, start time.Time, err error) {
+// finished reports a step's outcome: for a resource, Terraform-style; for
+// a host's task, as Ansible does ("changed: [host] task").
+func (o *Output) finished(it *item, a Action, start time.Time, err error) {
+	addr := it.address()
 	secs := time.Since(start).Seconds()
+	ev := event{Type: "done", Address: addr, Action: a.String(), Status: "ok", Seconds: secs}
 	if err != nil {
-		o.emit(event{Type: "done", Address: addr, Action: a.String(), Status: "failed", Error: err.Error(), Seconds: secs},
-			fmt.Sprintf("%s: %s failed: %v\n", addr, verbs[a][0], err))
-		return
+		ev.Status, ev.Error = "failed", err.Error()
 	}
-	o.emit(event{Type: "done", Address: addr, Action: a.String(), Status: "ok", Seconds: secs},
-		fmt.Sprintf("%s: %s (%.1fs)\n", addr, verbs[a][1], secs))
+	var text string
+	switch h := it.host(); {
+	case h != "" && err != nil:
+		text = fmt.Sprintf("failed: [%s] %s: %v\n", h.Name(), taskLabel(addr, h), err)
+	case h != "" && a == NoOp:
+		text = fmt.Sprintf("ok: [%s] %s\n", h.Name(), taskLabel(addr, h))
+	case h != "":
+		text = fmt.Sprintf("changed: [%s] %s (%.1fs)\n", h.Name(), taskLabel(addr, h), secs)
+	case err != nil:
+		text = fmt.Sprintf("%s: %s failed: %v\n", addr, verbs[a][0], err)
+	default:
+		text = fmt.Sprintf("%s: %s (%.1fs)\n", addr, verbs[a][1], secs)
+	}
+	o.emit(ev, text)
+}
+
+// taskLabel names a host's task without repeating the host: "ssh.copy
+// /etc/sudoers.d/ops" for ssh.copy.vfx-dev-001:/etc/sudoers.d/ops.
+func taskLabel(addr, host runtime.Address) string {
+	name, ok := strings.CutPrefix(addr.Name(), host.Name()+":")
+	if !ok {
+		return addr.Kind()
+	}
+	return addr.Kind() + " " + name
 }
 
 // summary reports the outcome of the steps and returns an error naming
@@ -111,17 +144,19 @@ func (o *Output) summary(steps []*step) error {
 	counts := map[string]int{}
 	var problems []string
 	for _, s := range steps {
-		switch s.status {
-		case succeeded:
-			a := s.item.change.Action
+		a := s.item.change.Action
+		switch {
+		case a == NoOp:
+			continue // a host's unchanged task: the recap counts it
+		case s.status == succeeded:
 			if a == Replace && s.item.res == nil {
 				continue // the deletion half of a replace
 			}
 			counts[verbs[a][1]]++
-		case failed:
+		case s.status == failed:
 			counts["failed"]++
 			problems = append(problems, fmt.Sprintf("%s: %v", s.item.address(), s.err))
-		case skipped:
+		case s.status == skipped:
 			counts["skipped"]++
 			problems = append(problems, fmt.Sprintf("%s: %v", s.item.address(), s.err))
 		}
@@ -172,9 +207,9 @@ type hostCounts struct {
 // recap prints a line per host for the host-bound resources (SSH tasks),
 // as Ansible's play recap does; nothing when the plan has none.
 func (o *Output) recap(items []*item, steps []*step) {
-	ran := map[runtime.Address]*step{}
+	stepOf := map[runtime.Address]*step{}
 	for _, s := range steps {
-		ran[s.item.address()] = s // a replace's creation follows its deletion
+		stepOf[s.item.address()] = s // a replace's creation follows its deletion
 	}
 	hosts := map[runtime.Address]*hostCounts{}
 	var order []runtime.Address
@@ -189,11 +224,11 @@ func (o *Output) recap(items []*item, steps []*step) {
 			hosts[h] = c
 			order = append(order, h)
 		}
-		s, applied := ran[it.address()]
+		s, ran := stepOf[it.address()]
 		switch {
 		case it.failed != nil:
 			c.Unreachable++
-		case !applied:
+		case !ran || s.status == succeeded && s.item.change.Action == NoOp:
 			c.OK++
 		case s.status == succeeded:
 			c.Changed++

@@ -46,11 +46,11 @@ func (o *Output) Changes(c *Changes) {
 					b.WriteString("  # " + note)
 				}
 				b.WriteString("\n")
-				// A multi-line note (a file's unified diff) goes below, indented.
-				for _, line := range strings.Split(strings.TrimSuffix(more, "\n"), "\n") {
-					if more != "" {
-						b.WriteString("          " + line + "\n")
-					}
+				// A multi-line note, and with --diff a file's unified diff,
+				// go below, indented.
+				indent(&b, more)
+				if o.diff {
+					indent(&b, a.Diff)
 				}
 			}
 		}
@@ -78,7 +78,25 @@ func (o *Output) emitChange(it *item) {
 	if !o.json {
 		return
 	}
-	o.emit(event{Type: "change", Address: it.address(), Action: it.change.Action.String(), Attrs: it.change.Attrs}, "")
+	attrs := it.change.Attrs
+	if !o.diff {
+		attrs = make([]AttrChange, len(it.change.Attrs))
+		for i, a := range it.change.Attrs {
+			a.Diff = ""
+			attrs[i] = a
+		}
+	}
+	o.emit(event{Type: "change", Address: it.address(), Action: it.change.Action.String(), Attrs: attrs}, "")
+}
+
+// indent writes text's lines below an attribute.
+func indent(b *strings.Builder, text string) {
+	if text == "" {
+		return
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		b.WriteString("          " + line + "\n")
+	}
 }
 
 func orNone(s string) string {
