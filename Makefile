@@ -53,6 +53,7 @@ bench: build
 	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkUp50Domains$$' -benchtime 3x -count 3
 	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkNoopUpStudio3$$' -benchtime 20x -count 3
 	$(GO) test ./builtins/ssh -run '^$$' -bench '^BenchmarkSixTasks$$' -benchtime 1x
+	$(GO) test ./builtins/ssh -run '^$$' -bench '^BenchmarkUpload$$' -benchtime 3x -count 3
 	bash testdata/bench/ansible_vs_studiorun.sh
 	STUDIORUN_BIN=$(BIN) bash testdata/bench/packer_vs_studiorun.sh
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -160,7 +159,7 @@ func (d *Driver) SetAddress(host runtime.Address, address string, port int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.conn != nil && (h.address != address || h.port != port) {
-		h.conn.client.Close()
+		h.conn.close()
 		h.conn = nil
 	}
 	h.checked, h.err, h.dirty = false, nil, false
@@ -183,7 +182,7 @@ func (d *Driver) Provision(ctx context.Context, host runtime.Address, address st
 	defer h.mu.Unlock()
 	defer func() {
 		if h.conn != nil {
-			h.conn.client.Close()
+			h.conn.close()
 			h.conn = nil
 		}
 		h.checked = false
@@ -588,15 +587,19 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 			script.Add(`); rc=$?; [ $rc = 0 ] || { echo ` + Quote(fail) + ` >&2; exit $rc; }`)
 		}
 		switch {
-		case dec.StdinFile != "":
-			f, err := os.Open(dec.StdinFile)
-			if err != nil {
-				return false, err
+		case dec.Upload != nil:
+			// The file goes over SFTP now, before the script that installs
+			// it; without SFTP it is streamed on the script's stdin. Small
+			// contents (copy, template) stay inline (dec.Stdin): one round
+			// trip.
+			h.dirty = true
+			in, done, uerr := h.conn.sendUpload(ctx, h.addr.Name(), r.Address, dec.Upload, rep)
+			if uerr != nil {
+				return false, uerr
 			}
-			defer f.Close()
-			st, _ := f.Stat()
-			stdin = append(stdin, &progressReader{r: f, addr: r.Address, rep: rep, total: st.Size(), step: "upload " + filepath.Base(dec.StdinFile)})
-			// cat reads to EOF: a file must be the only input of its script.
+			defer func() { done(err != nil) }()
+			stdin = append(stdin, in)
+			// The script reads its stdin to EOF: one upload per script.
 			if len(stdin) > 1 {
 				return false, fmt.Errorf("a task may upload one file at a time")
 			}
@@ -653,7 +656,7 @@ func (d *Driver) Close() error {
 	for _, h := range hosts {
 		h.mu.Lock()
 		if h.conn != nil {
-			h.conn.client.Close()
+			h.conn.close()
 			h.conn = nil
 		}
 		h.checked = false

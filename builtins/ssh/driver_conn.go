@@ -224,6 +224,13 @@ type conn struct {
 	client *ssh.Client
 	facts  HostFacts
 	spec   *HostSpec
+	sftp   hostSFTP // opened at the first upload
+}
+
+// close closes the connection and its SFTP client.
+func (c *conn) close() {
+	c.sftp.close()
+	c.client.Close()
 }
 
 // dial connects to addr:port, retrying with backoff until timeout on
@@ -359,20 +366,15 @@ func (c *conn) run(ctx context.Context, script string, stdin io.Reader) (string,
 	if stdin == nil && len(script) > 64<<10 {
 		cmd, stdin = "sh -s", strings.NewReader(script)
 	}
-	if c.spec.Become && !c.facts.Root {
-		switch {
-		case c.facts.SudoNoPassword:
-			cmd = "sudo -n -- " + cmd
-		case c.spec.BecomePassword != nil:
-			cmd = "sudo -S -k -p '' -- " + cmd
-			pw := strings.NewReader(c.spec.BecomePassword.Reveal() + "\n")
-			if stdin == nil {
-				stdin = pw
-			} else {
-				stdin = io.MultiReader(pw, stdin)
-			}
-		default:
-			return "", errSudoPassword
+	cmd, pw, err := c.become(cmd)
+	if err != nil {
+		return "", err
+	}
+	if pw != nil {
+		if stdin == nil {
+			stdin = pw
+		} else {
+			stdin = io.MultiReader(pw, stdin)
 		}
 	}
 	out, err := c.exec(ctx, cmd, stdin)
@@ -380,6 +382,22 @@ func (c *conn) run(ctx context.Context, script string, stdin io.Reader) (string,
 		return out, c.redact(err)
 	}
 	return out, nil
+}
+
+// become returns a command line that runs cmd as root through sudo when
+// the host becomes, and what to write first on its stdin: the become
+// password (sudo -S reads one line), or nil.
+func (c *conn) become(cmd string) (string, io.Reader, error) {
+	if !c.spec.Become || c.facts.Root {
+		return cmd, nil, nil
+	}
+	switch {
+	case c.facts.SudoNoPassword:
+		return "sudo -n -- " + cmd, nil, nil
+	case c.spec.BecomePassword != nil:
+		return "sudo -S -k -p '' -- " + cmd, strings.NewReader(c.spec.BecomePassword.Reveal() + "\n"), nil
+	}
+	return "", nil, errSudoPassword
 }
 
 // redact removes the host's secrets from an error.

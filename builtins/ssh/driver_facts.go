@@ -18,6 +18,9 @@ type HostFacts struct {
 	User           string `json:"user"`            // the login user
 	Root           bool   `json:"root"`            // the login user is root
 	SudoNoPassword bool   `json:"sudo_nopasswd"`   // sudo -n works
+	// SFTPServer is the path of OpenSSH's sftp-server program, or "": the
+	// driver runs it through sudo to transfer files as root.
+	SFTPServer string `json:"sftp_server"`
 }
 
 // factsScript prints the facts as key=value lines. It runs as the login
@@ -28,6 +31,7 @@ for p in apt-get dnf yum; do command -v $p >/dev/null 2>&1 && echo "pm=$p"; done
 for g in wheel sudo; do getent group $g >/dev/null 2>&1 && echo "group=$g"; done
 echo "user=$(id -un)"
 echo "uid=$(id -u)"
+for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server; do [ -x "$p" ] && { echo "sftp_server=$p"; break; }; done
 [ "$(id -u)" = 0 ] || { sudo -n true </dev/null >/dev/null 2>&1 && echo sudo=nopasswd; }
 echo end=1
 `
@@ -59,6 +63,8 @@ func ParseFacts(out string) (HostFacts, error) {
 			f.User = v
 		case "uid":
 			f.Root = v == "0"
+		case "sftp_server":
+			f.SFTPServer = v
 		case "sudo":
 			f.SudoNoPassword = v == "nopasswd"
 		case "end":

@@ -3,6 +3,8 @@ package ssh_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -102,7 +104,7 @@ func knownHosts(t *testing.T, hosts ...sshtest.Host) string {
 	return f
 }
 
-func mustExec(t *testing.T, h sshtest.Host, cmd string) string {
+func mustExec(t testing.TB, h sshtest.Host, cmd string) string {
 	t.Helper()
 	out, err := h.Exec(cmd)
 	if err != nil {
@@ -544,5 +546,229 @@ for i, addr in enumerate(ADDRS):
 	}
 	if got := mustExec(t, hosts[1], "ls -d /srv/first /srv/after"); got != "/srv/after\n/srv/first\n" && got != "/srv/first\n/srv/after\n" {
 		t.Errorf("t1: %q", got)
+	}
+}
+
+// sudoUser makes a user of the host that logs in with the test key and
+// becomes root with sudo: without a password, or with password when it
+// is not "".
+func sudoUser(t *testing.T, h sshtest.Host, name, password string) {
+	t.Helper()
+	rule, setPw := name+" ALL=(ALL) NOPASSWD: ALL", ""
+	if password != "" {
+		rule, setPw = name+" ALL=(ALL) ALL", fmt.Sprintf(" && echo '%s:%s' | chpasswd", name, password)
+	}
+	mustExec(t, h, fmt.Sprintf(`useradd -m -s /bin/sh %[1]s%[2]s && echo '%[3]s' > /etc/sudoers.d/%[1]s && chmod 440 /etc/sudoers.d/%[1]s &&
+mkdir -p /home/%[1]s/.ssh && echo '%[4]s' > /home/%[1]s/.ssh/authorized_keys && chown -R %[1]s /home/%[1]s/.ssh && chmod 700 /home/%[1]s/.ssh`,
+		name, setPw, rule, pubKeyOf(t, h)))
+}
+
+// randomFile writes n pseudo-random bytes (seeded by name) to dir and
+// returns their sha256.
+func randomFile(t testing.TB, dir, name string, n int) string {
+	t.Helper()
+	data := make([]byte, n)
+	x := uint64(len(name)) + 0x9e3779b97f4a7c15
+	for i := range data {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		data[i] = byte(x)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func TestUploadOverSFTPThroughSudo(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	sudoUser(t, h, "ops", "")
+	sudoUser(t, h, "pw", "Sudo-Pa55")
+	p := newProject(t, nil)
+	bigSum := randomFile(t, p.root, "big.bin", 12<<20+12345)
+	pwSum := randomFile(t, p.root, "pw.bin", 3<<20)
+	kh := knownHosts(t, h)
+	path := filepath.Join(p.root, "servers.star")
+	os.WriteFile(path, []byte(addrsScript(hosts, `
+ops = ssh.host("ops", ADDRS[0], user = "ops", key = KEY, become = True)
+ops.upload("big.bin", "/srv/data/big.bin", mode = 0o640, owner = "root", group = "root")
+pw = ssh.host("pw", ADDRS[0], user = "pw", key = KEY, become = True, become_password = secret("sudo"))
+pw.upload("pw.bin", "/srv/pw/pw.bin", mode = 0o600)
+`, "")), 0o644)
+	plan, err := runtime.Eval(runtime.Options{Script: path, Modules: starlark.StringDict{"ssh": ssh.Module}, Secrets: secrets{"sudo": "Sudo-Pa55"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, out, err := p.run(plan, ssh.Options{KnownHosts: kh}, true)
+	if err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	t.Logf("up of two uploads (12 and 3 MiB) over SFTP through sudo: %s", time.Since(start))
+	if strings.Contains(out, "no SFTP") || !strings.Contains(out, "upload big.bin") || strings.Contains(out, "Sudo-Pa55") {
+		t.Errorf("want SFTP with progress, no secret:\n%s", out)
+	}
+	want := fmt.Sprintf("root root 640 %s\nroot root 600 %s\n", bigSum, pwSum)
+	got := mustExec(t, h, "for f in /srv/data/big.bin /srv/pw/pw.bin; do echo $(stat -c '%U %G %a' $f) $(sha256sum < $f | cut -d' ' -f1); done")
+	if got != want {
+		t.Errorf("on the host:\n%s\nwant:\n%s", got, want)
+	}
+	if left := mustExec(t, h, "ls -a /srv/data /srv/pw | grep -c studiorun || true"); strings.TrimSpace(left) != "0" {
+		t.Errorf("temporary files left: %s", left)
+	}
+
+	changes, out, err := p.run(plan, ssh.Options{KnownHosts: kh}, true)
+	if err != nil {
+		t.Fatalf("second up: %v\n%s", err, out)
+	}
+	if n := counts(changes); n[apply.NoOp] != len(plan.Resources) {
+		t.Errorf("second up: %v, want all %d unchanged", n, len(plan.Resources))
+	}
+}
+
+func TestAFailedUploadLeavesNothing(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	sudoUser(t, h, "ops", "")
+	mustExec(t, h, "mkdir -p /srv/gone /srv/kept")
+	p := newProject(t, nil)
+	randomFile(t, p.root, "a.bin", 2<<20)
+	kh := knownHosts(t, h)
+
+	// The destination's directory goes away between check and apply.
+	plan := p.eval(addrsScript(hosts, `
+h = ssh.host("t0", ADDRS[0], user = "ops", key = KEY, become = True)
+h.upload("a.bin", "/srv/gone/a.bin")
+`, ""))
+	func() {
+		var out bytes.Buffer
+		o := apply.NewOutput(&out, false)
+		d := ssh.NewDriver(ssh.Options{KnownHosts: kh, ConnectTimeout: 5 * time.Second, Out: o})
+		defer d.Close()
+		st, err := apply.OpenState(p.root, "servers.star")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+		changes, err := e.Plan(context.Background(), plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, h, "rmdir /srv/gone")
+		err = e.Apply(context.Background(), changes)
+		t.Logf("directory gone: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "t0:/srv/gone/a.bin") || !strings.Contains(err.Error(), "directory /srv/gone does not exist") {
+			t.Errorf("upload to a directory that went away: got %v, want an error naming the host, path and directory\n%s", err, out.String())
+		}
+	}()
+
+	// The file is written, then its install fails (no such owner): the
+	// temporary file is removed, the destination not made.
+	plan = p.eval(addrsScript(hosts, `
+h = ssh.host("t0", ADDRS[0], user = "ops", key = KEY, become = True)
+h.upload("a.bin", "/srv/kept/a.bin", owner = "nobody-here")
+`, ""))
+	_, stdout, err := p.run(plan, ssh.Options{KnownHosts: kh}, true)
+	t.Logf("missing owner: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "nobody-here") {
+		t.Errorf("upload owned by a missing user: got %v\n%s", err, stdout)
+	}
+	if got := mustExec(t, h, "ls -A /srv/kept /srv | tr '\\n' ' '"); got != "/srv: kept  /srv/kept: " {
+		t.Errorf("left on the host: %q", got)
+	}
+}
+
+func TestUploadWithoutSFTPStreams(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	h := hosts[0]
+	sudoUser(t, h, "ops", "")
+	mustExec(t, h, "rm /usr/lib/openssh/sftp-server")
+	p := newProject(t, nil)
+	sum := randomFile(t, p.root, "s.bin", 5<<20)
+	kh := knownHosts(t, h)
+	for _, tc := range []struct{ name, host, note string }{
+		{"become", `ssh.host("ops", ADDRS[0], user = "ops", key = KEY, become = True)`, "no sftp-server program on the host to run through sudo"},
+		{"root", `ssh.host("root", ADDRS[0], key = KEY)`, "the sftp subsystem did not start"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := p.eval(addrsScript(hosts, "h = "+tc.host+"\nh.upload(\"s.bin\", \"/srv/"+tc.name+"/s.bin\", mode = 0o644)\n", ""))
+			_, out, err := p.run(plan, ssh.Options{KnownHosts: kh}, true)
+			if err != nil {
+				t.Fatalf("up: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, "upload streamed on the script's stdin: no SFTP ("+tc.note) {
+				t.Errorf("no note of the fallback (%s):\n%s", tc.note, out)
+			}
+			got := mustExec(t, h, "stat -c '%U %a' /srv/"+tc.name+"/s.bin; sha256sum < /srv/"+tc.name+"/s.bin | cut -d' ' -f1; ls -a /srv/"+tc.name+" | grep -c studiorun || true")
+			if want := "root 644\n" + sum + "\n0\n"; got != want {
+				t.Errorf("on the host: %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// BenchmarkUpload uploads a 64 MiB file to a test host over SFTP, and
+// streamed on the script's stdin (the host's sftp-server removed), with
+// the whole run (connect, facts, check, transfer, install) timed:
+//
+//	go test ./builtins/ssh -run '^$' -bench Upload -benchtime 3x
+func BenchmarkUpload(b *testing.B) {
+	hosts := sshtest.Hosts(b, 2)
+	mustExec(b, hosts[1], "rm /usr/lib/openssh/sftp-server")
+	root := b.TempDir()
+	os.MkdirAll(filepath.Join(root, ".studiorun"), 0o755)
+	randomFile(b, root, "big.bin", 64<<20)
+	var lines []string
+	for _, h := range hosts {
+		lines = append(lines, h.KnownHostsLine)
+	}
+	kh := filepath.Join(b.TempDir(), "known_hosts")
+	os.WriteFile(kh, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	for i, transport := range []string{"sftp", "stream"} {
+		h := hosts[i]
+		b.Run("transport="+transport, func(b *testing.B) {
+			path := filepath.Join(root, "servers.star")
+			os.WriteFile(path, []byte(addrsScript(hosts[i:i+1], `
+h = ssh.host("b", ADDRS[0], key = KEY)
+h.upload("big.bin", "/srv/big.bin")
+`, "")), 0o644)
+			plan, err := runtime.Eval(runtime.Options{Script: path, Modules: starlark.StringDict{"ssh": ssh.Module}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(64 << 20)
+			for range b.N {
+				b.StopTimer()
+				if _, err := h.Exec("rm -f /srv/big.bin"); err != nil {
+					b.Fatal(err)
+				}
+				var out bytes.Buffer
+				o := apply.NewOutput(&out, false)
+				d := ssh.NewDriver(ssh.Options{KnownHosts: kh, Out: o})
+				st, err := apply.OpenState(root, "servers.star")
+				if err != nil {
+					b.Fatal(err)
+				}
+				e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+				b.StartTimer()
+				c, err := e.Plan(context.Background(), plan)
+				if err == nil {
+					err = e.Apply(context.Background(), c)
+				}
+				b.StopTimer()
+				d.Close()
+				st.Close()
+				if err != nil {
+					b.Fatalf("%v\n%s", err, out.String())
+				}
+				if streamed := strings.Contains(out.String(), "no SFTP"); streamed != (transport == "stream") {
+					b.Fatalf("transport %s, streamed %v:\n%s", transport, streamed, out.String())
+				}
+			}
+		})
 	}
 }

@@ -62,17 +62,63 @@ func (s *Script) String() string {
 }
 
 // writeFileScript writes the standard input to path atomically: a
-// temporary file in the same directory, fsync, the validate command (its
-// %s replaced by the temporary file) run on it, mode and ownership (given,
-// or those of the file it replaces, or 0644 for a new file), an optional
-// backup of the previous file as path.<timestamp>~, then rename.
+// temporary file in the same directory, fsync, then installScript.
 func writeFileScript(path string, own resolvedOwnership, validate string, backup bool) Script {
 	var s Script
-	dir := parentDir(path)
-	s.Add("t=$(mktemp " + Quote(dir+"/.studiorun.XXXXXX") + ")")
+	s.Add("t=$(mktemp " + Quote(parentDir(path)+"/.studiorun.XXXXXX") + ")")
 	s.Add(`trap 'rm -f "$t"' EXIT`)
 	s.Add(`cat > "$t"`)
 	s.Add(`sync -- "$t" 2>/dev/null || sync`)
+	s.Append(installScript(path, own, validate, backup))
+	return s
+}
+
+// uploadTokenLen is the length of the random hex suffix of an upload's
+// temporary file (.studiorun.<suffix> beside its destination).
+const uploadTokenLen = 16
+
+// uploadScript installs an upload at path. The driver puts the file on the
+// host before the script runs and passes it on the script's standard
+// input, whose first line says how (the script is decided before the
+// transport is known):
+//
+//   - the suffix of the temporary file that SFTP wrote and fsynced beside
+//     path (.studiorun.<suffix>); the script removes it if it fails;
+//   - an empty line, the file's content following: the script writes it
+//     as writeFileScript does (making the directory first with mkdir).
+//
+// Both end in installScript.
+func uploadScript(path string, own resolvedOwnership, mkdir bool) Script {
+	var s Script
+	dir := parentDir(path)
+	s.Add("IFS= read -r s")
+	s.Add("case $s in")
+	s.Add("'')")
+	if mkdir {
+		s.Add("  " + QuoteArgs("mkdir", "-p", "--", dir))
+	}
+	s.Add("  t=$(mktemp " + Quote(dir+"/.studiorun.XXXXXX") + ")")
+	s.Add(`  trap 'rm -f "$t"' EXIT`)
+	s.Add(`  cat > "$t"`)
+	s.Add(`  sync -- "$t" 2>/dev/null || sync ;;`)
+	s.Add(strings.Repeat("?", uploadTokenLen) + ")")
+	s.Add("  case $s in *[!0-9a-f]*) echo \"upload: bad temporary file suffix $s\" >&2; exit 1 ;; esac")
+	s.Add("  t=" + Quote(dir+"/.studiorun.") + "$s")
+	s.Add(`  trap 'rm -f "$t"' EXIT`)
+	s.Add(`  [ -f "$t" ] && [ ! -L "$t" ] || { echo "upload: $t is not the file SFTP wrote" >&2; exit 1; } ;;`)
+	s.Add("*) echo \"upload: bad first line $s\" >&2; exit 1 ;;")
+	s.Add("esac")
+	s.Append(installScript(path, own, "", false))
+	return s
+}
+
+// installScript finishes an atomic write of path from the temporary file
+// $t (removed by the EXIT trap if the script fails): the validate command
+// (its %s replaced by the temporary file) run on it, mode and ownership
+// (given, or those of the file it replaces, or 0644 for a new file), an
+// optional backup of the previous file as path.<timestamp>~, then rename.
+func installScript(path string, own resolvedOwnership, validate string, backup bool) Script {
+	var s Script
 	if validate != "" {
 		cmd := strings.ReplaceAll(validate, "%s", `"$t"`)
 		s.Add("if ! out=$(" + cmd + " 2>&1); then printf '%s failed: %s\\n' " + Quote("validate "+validate) + ` "$out" >&2; exit 1; fi`)

@@ -22,8 +22,9 @@ type Decision struct {
 	Why    string
 	Script Script
 	Stdin  []byte // fed to the script (a file's content)
-	// StdinFile is a local file fed to the script (upload).
-	StdinFile string
+	// Upload is a local file that the driver puts on the host before the
+	// script runs, for the script (uploadScript) to install.
+	Upload *UploadFile
 	// Pending is a prerequisite that does not exist yet (the user of an
 	// authorized key): check mode reports the step as changing, with this
 	// note; applying fails with it if it is still missing then.
@@ -48,6 +49,17 @@ func (d *Decision) change(a apply.AttrChange) {
 }
 
 func noop(why string) *Decision { return &Decision{Action: apply.NoOp, Why: why} }
+
+// UploadFile is the file of an upload step: the driver writes Src to a
+// temporary file beside Dest over SFTP, or streams it on the script's
+// standard input when the host has no usable SFTP server.
+type UploadFile struct {
+	Src  string // the local file
+	Dest string // its path on the host
+	// MakeDir says that Dest's directory did not exist at check time: the
+	// transport makes it first.
+	MakeDir bool
+}
 
 // Composite is a task made of primitive steps: nfs.export and nfs.mount
 // (package nfs) implement it, so that the ssh driver checks and applies

@@ -122,13 +122,10 @@ func decideUpload(t *Upload, f *HostFacts, p Probe) (*Decision, error) {
 		if !fs.Exists {
 			d.Action = apply.Create
 		}
-		if !p.Has("parent") {
-			d.Script.Cmd("mkdir", "-p", "--", parentDir(t.Dest))
-		}
 		d.attr("sha256", p["sha256"], sum)
 		d.Attrs[len(d.Attrs)-1].Note = fmt.Sprintf("%d bytes from %s", size, t.Src)
-		d.StdinFile = t.Src
-		d.Script.Append(writeFileScript(t.Dest, own, "", false))
+		d.Upload = &UploadFile{Src: t.Src, Dest: t.Dest, MakeDir: !p.Has("parent")}
+		d.Script.Append(uploadScript(t.Dest, own, d.Upload.MakeDir))
 		var shown Decision
 		ownershipDiff(&shown, t.Dest, own, fs, false)
 		d.Attrs = append(d.Attrs, shown.Attrs...)

@@ -25,8 +25,8 @@ func TestParseFacts(t *testing.T) {
 	}{
 		{"debian as root", "id=debian\nid_like=\nversion_id=12\npm=apt-get\ninit=systemd\ngroup=sudo\nuser=root\nuid=0\nend=1\n",
 			HostFacts{OSID: "debian", Version: "12", OSFamily: "debian", PackageManager: "apt", Init: "systemd", AdminGroup: "sudo", User: "root", Root: true}},
-		{"rocky with sudo", "id=rocky\nid_like=rhel centos fedora\nversion_id=9.3\npm=dnf\npm=yum\ninit=systemd\ngroup=wheel\nuser=ops\nuid=1000\nsudo=nopasswd\nend=1\n",
-			HostFacts{OSID: "rocky", OSLike: "rhel centos fedora", Version: "9.3", OSFamily: "el", PackageManager: "dnf", Init: "systemd", AdminGroup: "wheel", User: "ops", SudoNoPassword: true}},
+		{"rocky with sudo", "id=rocky\nid_like=rhel centos fedora\nversion_id=9.3\npm=dnf\npm=yum\ninit=systemd\ngroup=wheel\nuser=ops\nuid=1000\nsftp_server=/usr/libexec/openssh/sftp-server\nsudo=nopasswd\nend=1\n",
+			HostFacts{OSID: "rocky", OSLike: "rhel centos fedora", Version: "9.3", OSFamily: "el", PackageManager: "dnf", Init: "systemd", AdminGroup: "wheel", User: "ops", SudoNoPassword: true, SFTPServer: "/usr/libexec/openssh/sftp-server"}},
 		{"centos 7 has yum only", "id=centos\nid_like=rhel fedora\nversion_id=7\npm=yum\ngroup=wheel\nuser=root\nuid=0\nend=1\n",
 			HostFacts{OSID: "centos", OSLike: "rhel fedora", Version: "7", OSFamily: "el", PackageManager: "yum", AdminGroup: "wheel", User: "root", Root: true}},
 		{"ubuntu is debian", "id=ubuntu\nid_like=debian\nversion_id=24.04\npm=apt-get\ngroup=sudo\nuser=ops\nuid=1000\nend=1\n",
@@ -384,5 +384,53 @@ func TestWriteFileScriptRunsHere(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, ".studiorun.*"))
 	if string(data) != "new\n" || len(left) != 0 {
 		t.Errorf("after a failed validate: %q, temporary files %v", data, left)
+	}
+}
+
+// TestUploadScriptRunsHere runs the install of an upload with sh on this
+// machine, in both of its inputs: the file streamed on stdin after an
+// empty line, and the suffix of a temporary file already written.
+func TestUploadScriptRunsHere(t *testing.T) {
+	run := func(s Script, stdin string) (string, error) {
+		cmd := exec.Command("sh", "-c", "set -e\n"+s.String())
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	dir := filepath.Join(t.TempDir(), "new")
+	dest := filepath.Join(dir, "payload")
+	if out, err := run(uploadScript(dest, resolvedOwnership{Mode: "0640"}, true), "\nstreamed\n"); err != nil {
+		t.Fatalf("streamed: %v: %s", err, out)
+	}
+	data, _ := os.ReadFile(dest)
+	st, _ := os.Stat(dest)
+	if string(data) != "streamed\n" || st.Mode().Perm() != 0o640 {
+		t.Errorf("streamed: got %q mode %o", data, st.Mode().Perm())
+	}
+
+	token := "0123456789abcdef"
+	os.WriteFile(filepath.Join(dir, ".studiorun."+token), []byte("over sftp\n"), 0o600)
+	if out, err := run(uploadScript(dest, resolvedOwnership{Mode: "0604"}, false), token+"\n"); err != nil {
+		t.Fatalf("written: %v: %s", err, out)
+	}
+	data, _ = os.ReadFile(dest)
+	st, _ = os.Stat(dest)
+	if string(data) != "over sftp\n" || st.Mode().Perm() != 0o604 {
+		t.Errorf("written: got %q mode %o", data, st.Mode().Perm())
+	}
+
+	// A failure removes the temporary file; a bad first line is refused.
+	os.WriteFile(filepath.Join(dir, ".studiorun."+token), []byte("never\n"), 0o600)
+	if out, err := run(uploadScript(dest, resolvedOwnership{Owner: "no-such-user-here"}, false), token+"\n"); err == nil {
+		t.Errorf("chown to a missing user succeeded: %s", out)
+	}
+	for _, in := range []string{"../../etc/x\n", "0123456789ABCDEF\n", "012345678\n"} {
+		if out, err := run(uploadScript(dest, resolvedOwnership{}, false), in); err == nil || !strings.Contains(out, "upload: bad") {
+			t.Errorf("first line %q: %v %s", in, err, out)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".studiorun.*"))
+	if data, _ = os.ReadFile(dest); string(data) != "over sftp\n" || len(left) != 0 {
+		t.Errorf("after failures: %q, temporary files %v", data, left)
 	}
 }
