@@ -86,26 +86,27 @@ func (d *Driver) resource(addr runtime.Address) *runtime.Resource {
 
 // conn returns the connection, opening it on first use.
 func (d *Driver) conn() (*golibvirt.Libvirt, error) {
-	d.connOnce.Do(func() {
-		u, err := url.Parse(d.uri)
-		if err != nil {
-			d.connErr = fmt.Errorf("connect to libvirt at %s: %w", d.uri, err)
-			return
-		}
-		var l *golibvirt.Libvirt
-		if strings.HasSuffix(u.Scheme, "+ssh") {
-			l, err = connectSSH(u)
-		} else {
-			// go-libvirt dials unix, tcp and tls itself.
-			l, err = golibvirt.ConnectToURI(u)
-		}
-		if err != nil {
-			d.connErr = fmt.Errorf("connect to libvirt at %s: %w", d.uri, err)
-			return
-		}
-		d.l = l
-	})
+	d.connOnce.Do(func() { d.l, d.connErr = dial(d.uri) })
 	return d.l, d.connErr
+}
+
+// dial connects to the libvirt at uri: through SSH for qemu+ssh://,
+// else as go-libvirt dials unix, tcp and tls itself.
+func dial(uri string) (*golibvirt.Libvirt, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("connect to libvirt at %s: %w", uri, err)
+	}
+	var l *golibvirt.Libvirt
+	if strings.HasSuffix(u.Scheme, "+ssh") {
+		l, err = connectSSH(u)
+	} else {
+		l, err = golibvirt.ConnectToURI(u)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to libvirt at %s: %w", uri, err)
+	}
+	return l, nil
 }
 
 // Close disconnects from libvirt.

@@ -31,10 +31,23 @@ func mustUserNet(prefix string) userNet {
 	return userNet{Net: p, Host: p.Addr().Next().Next()}
 }
 
-// netdevArg is the -netdev value: user-mode networking on n, with the
-// guest's SSH port forwarded from 127.0.0.1:sshPort.
-func netdevArg(n userNet, sshPort int) string {
-	return fmt.Sprintf("user,id=net0,net=%s,host=%s,hostfwd=tcp:127.0.0.1:%d-:22", n.Net, n.Host, sshPort)
+// netdevArg is the -netdev value: with a bridge, a tap device on it
+// that qemu-bridge-helper creates (and that goes when qemu exits); else
+// user-mode networking on n, with the guest's SSH port forwarded from
+// 127.0.0.1:sshPort.
+func netdevArg(c launchConfig) string {
+	if c.Bridge != "" {
+		return "bridge,id=net0,br=" + c.Bridge
+	}
+	return fmt.Sprintf("user,id=net0,net=%s,host=%s,hostfwd=tcp:127.0.0.1:%d-:22", c.Net.Net, c.Net.Host, c.SSHPort)
+}
+
+// nicArg is the -device value of the build VM's NIC.
+func nicArg(c launchConfig) string {
+	if c.MAC != "" {
+		return "virtio-net-pci,netdev=net0,mac=" + c.MAC
+	}
+	return "virtio-net-pci,netdev=net0"
 }
 
 // launchConfig is what the qemu command line is built from.
@@ -47,9 +60,11 @@ type launchConfig struct {
 	CDROM      string // "" when booting from the disk
 	SerialLog  string
 	QMPSocket  string
-	Net        userNet
-	SSHPort    int
-	DiskFormat string // of Disk; "qcow2" when empty
+	Net        userNet // user-mode networking, when Bridge is ""
+	SSHPort    int     // forwarded to the guest's 22 with user-mode networking
+	Bridge     string  // the bridge the NIC joins, or ""
+	MAC        string  // the NIC's MAC; "" lets qemu pick
+	DiskFormat string  // of Disk; "qcow2" when empty
 }
 
 // qemuArgs returns qemu-system-x86_64's arguments.
@@ -71,8 +86,8 @@ func qemuArgs(c launchConfig) []string {
 		"-display", "none",
 		"-serial", "file:"+c.SerialLog,
 		"-qmp", "unix:"+c.QMPSocket+",server=on,wait=off",
-		"-netdev", netdevArg(c.Net, c.SSHPort),
-		"-device", "virtio-net-pci,netdev=net0",
+		"-netdev", netdevArg(c),
+		"-device", nicArg(c),
 		// cache=unsafe: the build VM's flushes are not needed, the disk is
 		// thrown away unless the guest shuts down cleanly, and qemu
 		// flushes everything when it exits.

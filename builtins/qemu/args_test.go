@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -33,6 +34,12 @@ func TestQemuArgs(t *testing.T) {
 				" -qmp unix:/t/qmp.sock,server=on,wait=off" +
 				" -netdev user,id=net0,net=192.168.77.0/24,host=192.168.77.2,hostfwd=tcp:127.0.0.1:2222-:22" +
 				" -device virtio-net-pci,netdev=net0" +
+				" -drive file=/b/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap -boot order=c"},
+		{"a libvirt network's bridge, with a MAC", func(c *launchConfig) { c.Bridge = "virbr7"; c.MAC = "02:00:00:aa:bb:cc" },
+			"-name soe -machine pc,accel=tcg -m 1024 -smp 2 -display none -serial file:/b/serial.log" +
+				" -qmp unix:/t/qmp.sock,server=on,wait=off" +
+				" -netdev bridge,id=net0,br=virbr7" +
+				" -device virtio-net-pci,netdev=net0,mac=02:00:00:aa:bb:cc" +
 				" -drive file=/b/disk.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap -boot order=c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,5 +117,20 @@ func TestSealScript(t *testing.T) {
 	}
 	if got := authorizedKeyBlob("ssh-ed25519 AAAAC3Nz builder@x\n"); got != "AAAAC3Nz" {
 		t.Errorf("authorizedKeyBlob = %q", got)
+	}
+}
+
+func TestRandomLAA(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		mac, err := randomLAA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hw, err := net.ParseMAC(mac)
+		if err != nil || len(hw) != 6 || hw[0] != 0x02 || seen[mac] {
+			t.Fatalf("randomLAA() = %q (%v): want a new unicast, locally administered MAC", mac, err)
+		}
+		seen[mac] = true
 	}
 }

@@ -224,7 +224,18 @@ func bootClone(t *testing.T, ctx context.Context, image, user string, key ssh.Si
 		t.Fatal(err)
 	}
 	t.Cleanup(proc.Kill)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return waitSSH(t, ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), user, key, func() string {
+		serial, _ := os.ReadFile(filepath.Join(dir, "serial.log"))
+		return string(tail(serial, 3000))
+	})
+}
+
+// waitSSH logs in to addr as user with key, trying every second for up
+// to 3 minutes, and returns the client (closed when the test ends) and
+// the host key the server showed; console, on failure, says what the
+// guest printed.
+func waitSSH(t *testing.T, ctx context.Context, addr, user string, key ssh.Signer, console func() string) (*ssh.Client, ssh.PublicKey) {
+	t.Helper()
 	var hostKey ssh.PublicKey
 	cfg := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, Timeout: 10 * time.Second,
 		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { hostKey = k; return nil }}
@@ -233,12 +244,11 @@ func bootClone(t *testing.T, ctx context.Context, image, user string, key ssh.Si
 		client, err := dialSSH(ctx, addr, cfg)
 		if err == nil {
 			t.Cleanup(func() { client.Close() })
-			t.Logf("the clone reached SSH in %s", time.Since(start).Round(100*time.Millisecond))
+			t.Logf("%s reached SSH in %s", addr, time.Since(start).Round(100*time.Millisecond))
 			return client, hostKey
 		}
-		if time.Now().After(deadline) {
-			serial, _ := os.ReadFile(filepath.Join(dir, "serial.log"))
-			t.Fatalf("the clone's SSH as %s: %v\n%s", user, err, tail(serial, 3000))
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("SSH to %s as %s: %v\n%s", addr, user, err, console())
 		}
 		time.Sleep(time.Second)
 	}

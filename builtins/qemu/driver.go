@@ -241,13 +241,12 @@ func (d *Driver) build(ctx context.Context, b *build) error {
 	}
 	b.started = time.Now()
 	out := &stepOutput{}
-	steps := []step{out, stepSource{}, &stepHTTP{}, &stepLaunch{}, stepBootCommand{}, stepSSH{}, stepSeal{}, stepShutdown{}, stepConvert{}, stepManifest{}}
+	steps := []step{out, stepSource{}, stepNetwork{}, &stepHTTP{}, &stepLaunch{}, stepBootCommand{}, stepSSH{}, stepProvision{}, stepSeal{}, stepShutdown{}, stepConvert{}, stepManifest{}}
 	err := runSteps(ctx, b, append(steps, publishStep{out}))
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.addr, err)
 	}
-	rep := b.rep
-	rep.Notef(b.addr, "built %s in %s", filepath.Join(b.spec.OutputDir, b.spec.OutputFile), time.Since(b.started).Round(100*time.Millisecond))
+	b.rep.Notef(b.addr, "built %s in %s: %s", filepath.Join(b.spec.OutputDir, b.spec.OutputFile), seconds(time.Since(b.started)), breakdown(b.timings))
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"github.com/studiorun/studiorun/builtins/libvirt"
 	"github.com/studiorun/studiorun/runtime"
 )
 
@@ -39,6 +40,9 @@ type Image struct {
 	SSHTimeout      runtime.Duration         `json:"ssh_timeout"`
 	ShutdownCommand string                   `json:"shutdown_command"`
 	ShutdownTimeout runtime.Duration         `json:"shutdown_timeout"`
+	// Network names the libvirt network of this machine's qemu:///system
+	// whose bridge the build VM joins; "" for user-mode networking.
+	Network string `json:"network,omitempty"`
 	// Provision names the role function that provisions the build VM, and
 	// ProvisionHost the ssh.host its tasks are declared on.
 	Provision     string          `json:"provision,omitempty"`
@@ -185,4 +189,31 @@ func servedNames(files map[string]*runtime.Text) string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
+}
+
+// unpackNetwork reads network: a libvirt network's name, or a
+// libvirt.network or libvirt.existing_network of the plan (the image then
+// depends on it). It returns the name and the network's address, if any.
+// The build VM runs on this machine: a network placed on another
+// hypervisor is refused.
+func unpackNetwork(v starlark.Value) (string, runtime.Address, error) {
+	switch v := v.(type) {
+	case nil, starlark.NoneType:
+		return "", "", nil
+	case starlark.String:
+		if !runtime.ValidName(string(v)) {
+			return "", "", fmt.Errorf("network %q: want the name of a libvirt network of %s (%s), or a libvirt.network", string(v), localLibvirt, runtime.NameRule)
+		}
+		return string(v), "", nil
+	case runtime.Referent:
+		r := v.Resource()
+		if k := r.Kind(); k != "libvirt.network" && k != "libvirt.existing_network" {
+			return "", "", fmt.Errorf("network: got %s %q, want a libvirt.network, a libvirt.existing_network or a network name", k, r.Name)
+		}
+		if on := libvirt.HypervisorOf(r.Spec); on != "" && on != localLibvirt {
+			return "", "", fmt.Errorf("network: %s is on %s, but the build VM runs on this machine and joins a network of %s", r.Address, on, localLibvirt)
+		}
+		return r.Name, r.Address, nil
+	}
+	return "", "", fmt.Errorf("network: got %s, want a libvirt network name or a libvirt.network", v.Type())
 }

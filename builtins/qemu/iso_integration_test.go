@@ -84,21 +84,7 @@ func TestISOBuildTypesBootCommandAndServesKickstart(t *testing.T) {
 	noQemuLeft(t, root)
 
 	image := filepath.Join(root, "out", "ks-test_1.qcow2")
-	raw := filepath.Join(t.TempDir(), "disk.raw")
-	if out, err := exec.Command("qemu-img", "convert", "-O", "raw", image, raw).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img convert: %v: %s", err, out)
-	}
-	data, err := os.ReadFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		data = data[:i]
-	}
-	ksSum := sha256.Sum256([]byte(kickstart))
-	if want := "studiorun-ks-ok " + hex.EncodeToString(ksSum[:]) + "\n"; !strings.HasPrefix(string(data), want) {
-		t.Fatalf("the disk starts with %q, want the marker %q", firstLine(string(data)), want)
-	}
+	data := kickstartMarker(t, image, kickstart)
 	if !strings.Contains(string(data), " k="+keys+"\n") && !strings.Contains(string(data), " k="+keys+" ") {
 		t.Errorf("the kernel command line typed over QMP is not intact:\n got %q\nwant k=%s", strings.Split(string(data), "\n")[1], keys)
 	}
@@ -118,6 +104,29 @@ func TestISOBuildTypesBootCommandAndServesKickstart(t *testing.T) {
 			t.Errorf("left behind in the project: %s", e.Name())
 		}
 	}
+}
+
+// kickstartMarker returns what the test installer wrote at the start of
+// image (up to the first NUL byte) and fails unless it starts with the
+// line that says it fetched kickstart.
+func kickstartMarker(t *testing.T, image, kickstart string) []byte {
+	t.Helper()
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-O", "raw", image, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		data = data[:i]
+	}
+	ksSum := sha256.Sum256([]byte(kickstart))
+	if want := "studiorun-ks-ok " + hex.EncodeToString(ksSum[:]) + "\n"; !strings.HasPrefix(string(data), want) {
+		t.Fatalf("the disk starts with %q, want the marker %q", firstLine(string(data)), want)
+	}
+	return data
 }
 
 // TestISOWithWrongChecksumFailsBeforeQemu pins that an ISO that does not

@@ -7,7 +7,7 @@
 //	    accelerator="auto", ssh_username="root", ssh_password=None,
 //	    ssh_private_key=None, ssh_timeout="30m",
 //	    shutdown_command="shutdown -P now", shutdown_timeout="5m",
-//	    provision=None, output_dir="build") -> qemu.image
+//	    provision=None, network=None, output_dir="build") -> qemu.image
 //
 // source "iso" installs from iso (an http(s) URL or a local path, verified
 // by iso_checksum = "sha256:...") with boot_command typed into the VM and
@@ -16,7 +16,9 @@
 // Sizes are MiB or strings such as "30GiB"; ssh_password must be a
 // secret(). provision is a function called with the build VM's ssh.host,
 // on which it declares tasks (a role such as ops_user). The image is
-// written to output_dir as "<name>_<version>.<format>".
+// written to output_dir as "<name>_<version>.<format>". network, a libvirt
+// network's name or a libvirt.network, puts the build VM on that network
+// of qemu:///system instead of user-mode networking.
 package qemu
 
 import (
@@ -45,7 +47,7 @@ type imageArgs struct {
 	iso, isoChecksum, baseImage, sshKey   starlark.Value
 	diskSize, memory                      starlark.Value
 	bootWait, sshTimeout, shutdownTimeout starlark.Value
-	sshPassword, provision                starlark.Value
+	sshPassword, provision, network       starlark.Value
 	bootCommand                           starlark.Value
 	httpFiles                             *starlark.Dict
 }
@@ -69,7 +71,7 @@ func image(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		"ssh_username?", &spec.SSHUsername, "ssh_password?", &a.sshPassword,
 		"ssh_private_key?", &a.sshKey, "ssh_timeout?", &a.sshTimeout,
 		"shutdown_command?", &spec.ShutdownCommand, "shutdown_timeout?", &a.shutdownTimeout,
-		"provision?", &a.provision, "output_dir?", &spec.OutputDir,
+		"provision?", &a.provision, "network?", &a.network, "output_dir?", &spec.OutputDir,
 	); err != nil {
 		return nil, err
 	}
@@ -79,7 +81,15 @@ func image(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := readImage(thread, name, &spec, &a); err != nil {
 		return nil, fmt.Errorf("%s %q: %w", b.Name(), name, err)
 	}
-	r, err := runtime.Declare(thread, b.Name(), name, &spec)
+	var deps []runtime.Address
+	network, netAddr, err := unpackNetwork(a.network)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", b.Name(), name, err)
+	}
+	if spec.Network = network; netAddr != "" {
+		deps = append(deps, netAddr)
+	}
+	r, err := runtime.Declare(thread, b.Name(), name, &spec, deps...)
 	if err != nil {
 		return nil, err
 	}

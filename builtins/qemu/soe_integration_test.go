@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +24,9 @@ import (
 // source=disk` without the CLI: scripts/soe.star evaluated in a copy of
 // the project whose base image is the Debian base image, built by this
 // driver with the ssh driver as its Provisioner (the ops_user role's
-// tasks run on the build VM). The image then boots and the ops user logs
-// in with its key and has sudo.
+// tasks run on the build VM). Two clones of the image then boot as
+// libvirt domains, one from a virtio disk and one from a SCSI disk (see
+// bootSOEClones).
 func TestSOEFromDebianBaseProvisionedBySSHDriver(t *testing.T) {
 	needPrograms(t, "qemu-system-x86_64", "qemu-img", "debootstrap")
 	images := buildTestImage(t, "debian-base.sh")
@@ -79,13 +82,67 @@ func TestSOEFromDebianBaseProvisionedBySSHDriver(t *testing.T) {
 	}
 	t.Logf("second Diff (no-op): %s", time.Since(start))
 
-	client, _ := bootClone(t, ctx, filepath.Join(root, "build", "vfx-studio-soe_0.1.0.qcow2"), "ops", ops)
-	out, err := runSSH(client, "id -un; id -Gn; sudo -n id -u; cat /etc/machine-id")
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || lines[0] != "ops" || !strings.Contains(" "+lines[1]+" ", " sudo ") || lines[2] != "0" || len(lines[3]) != 32 {
-		t.Errorf("on the clone, as ops: %q; want ops, in group sudo, sudo to uid 0, a machine-id", lines)
+	bootSOEClones(t, ctx, root, ops)
+}
+
+// bootSOEClones boots two clones of the SOE image in root/build as
+// libvirt domains on qemu:///system, through the libvirt driver, as
+// studio.star runs its hosts: copy-on-write volumes on the uploaded
+// image, one on a virtio disk and one on a SCSI disk (a virtio-scsi
+// controller), on a NAT network with a DHCP reservation each. Both boot
+// at once; on each the ops user logs in with its key and has sudo, the
+// root file system is on the disk of that bus, and the two have
+// different machine-ids and SSH host keys.
+func bootSOEClones(t *testing.T, ctx context.Context, root string, ops gossh.Signer) {
+	t.Helper()
+	needLibvirt(t)
+	pool := "/var/lib/libvirt/images/studiorun-test-soepool-" + testSuffix
+	t.Cleanup(func() { os.RemoveAll(pool) })
+	plan := evalProject(t, root, "clones.star", fmt.Sprintf(`
+s = %q
+pool = libvirt.pool("studiorun-test-soepool-" + s, path = %q)
+soe = libvirt.volume("studiorun-test-soe-" + s, pool = pool, source = "//build/vfx-studio-soe_0.1.0.qcow2")
+net = libvirt.network("studiorun-test-soenet-" + s, subnet = "10.251.44.0/24", dhcp_range = ("10.251.44.100", "10.251.44.200"), autostart = False)
+
+def clone(i, bus):
+    name = "studiorun-test-soe-%%s-%%s" %% (bus, s)
+    disk = libvirt.volume(name, pool = pool, base = soe)
+    dhcp.reservation(net, mac = dhcp.laa(i), ip = "10.251.44.%%d" %% (10 + i), hostname = "soe-" + bus)
+    libvirt.domain(name, vcpu = 1, memory = "1GiB", disks = [libvirt.disk(disk, bus = bus)],
+        nics = [libvirt.nic(network = net, mac = dhcp.laa(i))], shutdown_timeout = "5s")
+
+clone(1, "virtio")
+clone(2, "scsi")
+`, testSuffix, pool))
+	start := time.Now()
+	upLibvirt(t, ctx, root, plan)
+	t.Logf("the clones' pool, upload, overlays, network and domains: %s", time.Since(start).Round(100*time.Millisecond))
+	type seen struct{ machineID, hostKey string }
+	var mu sync.Mutex
+	clones := map[string]seen{}
+	t.Run("boot", func(t *testing.T) {
+		for i, bus := range []string{"virtio", "scsi"} {
+			t.Run(bus, func(t *testing.T) {
+				t.Parallel()
+				addr := fmt.Sprintf("10.251.44.%d:22", 11+i)
+				client, hostKey := waitSSH(t, ctx, addr, "ops", ops, func() string { return "(its console: virsh console studiorun-test-soe-" + bus + "-" + testSuffix + ")" })
+				out, err := runSSH(client, "id -un; id -Gn; sudo -n id -u; cat /etc/machine-id; findmnt -no SOURCE /")
+				if err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				dev := map[string]string{"virtio": "/dev/vda", "scsi": "/dev/sda"}[bus]
+				if len(lines) != 5 || lines[0] != "ops" || !strings.Contains(" "+lines[1]+" ", " sudo ") || lines[2] != "0" || len(lines[3]) != 32 || !strings.HasPrefix(lines[4], dev) {
+					t.Errorf("on the %s clone, as ops: %q; want ops, in group sudo, sudo to uid 0, a machine-id, / on %s", bus, lines, dev)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				clones[bus] = seen{machineID: lines[3], hostKey: string(hostKey.Marshal())}
+			})
+		}
+	})
+	t.Logf("both clones booted to SSH in %s", time.Since(start).Round(100*time.Millisecond))
+	if v, s := clones["virtio"], clones["scsi"]; len(clones) == 2 && (v.machineID == s.machineID || v.hostKey == s.hostKey) {
+		t.Errorf("the clones share a machine-id (%s, %s) or a host key: each clone must make its own", v.machineID, s.machineID)
 	}
 }

@@ -27,7 +27,7 @@ func (stepBootCommand) run(ctx context.Context, b *build) error {
 	if len(b.spec.BootCommand) == 0 {
 		return nil
 	}
-	keys, err := ParseBootCommand(b.spec.BootCommand, BootVars{HTTPIP: b.net.Host.String(), HTTPPort: b.httpPort, Name: b.name})
+	keys, err := ParseBootCommand(b.spec.BootCommand, BootVars{HTTPIP: b.hostAddr.String(), HTTPPort: b.httpPort, Name: b.name})
 	if err != nil {
 		return err
 	}

@@ -6,22 +6,21 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
 // stepSSH waits until the guest's sshd accepts the builder's credentials
-// on the forwarded port (progress "waiting for SSH", up to ssh_timeout),
-// then provisions: the Provisioner runs the tasks that the image's
-// provision role declared on its build host. The build VM is a machine
-// this build started a moment ago, reached through a loopback port
-// forward, whose host key nobody can know in advance: its host key is
-// not checked (and is removed by stepSeal).
+// (notes "waiting for SSH", up to ssh_timeout): on the forwarded port of
+// 127.0.0.1 with user-mode networking, on a libvirt network at port 22 of
+// the address its DHCP server leased to the VM's MAC, once it has. The
+// build VM is a machine this build started a moment ago, whose host key
+// nobody can know in advance: its host key is not checked (and is removed
+// by stepSeal).
 type stepSSH struct{}
 
-func (stepSSH) name() string { return "wait for SSH and provision" }
+func (stepSSH) name() string { return "boot to SSH" }
 
 func (stepSSH) run(ctx context.Context, b *build) error {
 	if b.skipSSH {
@@ -33,24 +32,45 @@ func (stepSSH) run(ctx context.Context, b *build) error {
 	}
 	timeout := time.Duration(b.spec.SSHTimeout)
 	start := time.Now()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.sshPort))
 	var lastErr error
 	// Reporter.Progress counts bytes: the wait is reported in notes.
-	b.rep.Notef(b.addr, "waiting for SSH on %s (ssh_timeout %s)", addr, timeout)
+	if b.network != nil {
+		b.rep.Notef(b.addr, "waiting for a DHCP lease for %s on %s, then SSH (ssh_timeout %s)", b.mac, b.network.Name, timeout)
+	}
+	leased := false
 	lastNote := start
 	for {
 		elapsed := time.Since(start)
+		target, ok, err := b.sshTarget()
+		if err != nil {
+			return err
+		}
+		if ok && !leased {
+			leased = true
+			if b.network != nil {
+				b.rep.Notef(b.addr, "the build VM has %s (leased after %s)", target.Addr(), seconds(elapsed))
+			}
+			b.rep.Notef(b.addr, "waiting for SSH on %s (ssh_timeout %s)", target, timeout)
+		}
 		if time.Since(lastNote) >= waitNoteEvery {
 			lastNote = time.Now()
-			b.rep.Notef(b.addr, "waiting for SSH: %s of %s", elapsed.Round(time.Second), timeout)
+			what := "SSH"
+			if !ok {
+				what = "a DHCP lease for " + b.mac
+			}
+			b.rep.Notef(b.addr, "waiting for %s: %s of %s", what, elapsed.Round(time.Second), timeout)
 		}
-		client, err := dialSSH(ctx, addr, cfg)
-		if err == nil {
-			b.ssh = client
-			b.rep.Notef(b.addr, "SSH up after %s", elapsed.Round(100*time.Millisecond))
-			break
+		if ok {
+			client, err := dialSSH(ctx, target.String(), cfg)
+			if err == nil {
+				b.ssh, b.sshAddr = client, target
+				b.rep.Notef(b.addr, "SSH up after %s", seconds(elapsed))
+				return nil
+			}
+			lastErr = err
+		} else {
+			lastErr = fmt.Errorf("no DHCP lease for %s on network %s yet", b.mac, b.network.Name)
 		}
-		lastErr = err
 		select {
 		case <-b.proc.Done():
 			return fmt.Errorf("qemu exited before SSH answered (%v); see the serial log", b.proc.Err())
@@ -63,14 +83,6 @@ func (stepSSH) run(ctx context.Context, b *build) error {
 			return err
 		}
 	}
-	if len(b.tasks) == 0 {
-		return nil
-	}
-	b.rep.Notef(b.addr, "provisioning %s (%d tasks)", b.spec.ProvisionHost, len(b.tasks))
-	if err := b.opts.Provisioner.Provision(ctx, b.spec.ProvisionHost, "127.0.0.1", b.sshPort, b.rep); err != nil {
-		return fmt.Errorf("provision %s: %w", b.spec.ProvisionHost, err)
-	}
-	return nil
 }
 
 func (stepSSH) cleanup(b *build) {
@@ -79,6 +91,26 @@ func (stepSSH) cleanup(b *build) {
 		b.ssh = nil
 	}
 }
+
+// stepProvision runs the provisioning: the Provisioner runs the tasks
+// that the image's provision role declared on its build host, against
+// the build VM at the address where stepSSH reached it.
+type stepProvision struct{}
+
+func (stepProvision) name() string { return "provision" }
+
+func (stepProvision) run(ctx context.Context, b *build) error {
+	if b.skipSSH || len(b.tasks) == 0 {
+		return nil
+	}
+	b.rep.Notef(b.addr, "provisioning %s (%d tasks)", b.spec.ProvisionHost, len(b.tasks))
+	if err := b.opts.Provisioner.Provision(ctx, b.spec.ProvisionHost, b.sshAddr.Addr().String(), int(b.sshAddr.Port()), b.rep); err != nil {
+		return fmt.Errorf("provision %s: %w", b.spec.ProvisionHost, err)
+	}
+	return nil
+}
+
+func (stepProvision) cleanup(*build) {}
 
 // waitNoteEvery is how often a long wait says it still waits.
 const waitNoteEvery = 15 * time.Second

@@ -8,19 +8,20 @@
 # command: studiorun's measured against the test ISO, Packer's computed from
 # its default 100 ms per key.
 #
-# Neither tool prints step times with timestamps, so every output line of
-# both (Packer's with PACKER_LOG=1) is stamped as it arrives and the phases
-# are read from the lines that start and end them:
+# studiorun reports each build step's duration and ends with a one-line
+# breakdown ("built ... in 45.2s: launch qemu 0.1s, boot to SSH 19.4s,
+# ..."), which is read as it is; Packer prints no step times, so every line
+# of its output (with PACKER_LOG=1) is stamped as it arrives and its
+# phases are read from the lines that start and end them:
 #
-#   phase              studiorun line                 Packer line
-#   boot to SSH        "starting qemu" -> "SSH up"    "Starting VM" -> "Connected to SSH!"
-#   provisioning       "SSH up" -> "sealed:"          "Connected to SSH!" -> "Gracefully halting"
-#                      (the seal's commands included)
-#   shutdown           "sealed:" -> "powered off"     "Gracefully halting" -> "Converting hard drive"
-#   qemu-img convert   "powered off" -> "hashing"     "Converting hard drive" -> "Build 'qemu' finished"
+#   phase              studiorun steps                Packer lines
+#   boot to SSH        launch qemu + boot to SSH      "Starting VM" -> "Connected to SSH!"
+#   provisioning       provision + seal the image     "Connected to SSH!" -> "Gracefully halting"
+#   shutdown           shut down                      "Gracefully halting" -> "Converting hard drive"
+#   qemu-img convert   convert the image              "Converting hard drive" -> "Build 'qemu' finished"
 #   overhead           wall time minus the four above (start-up, KVM probe,
-#                      disk copy/overlay and resize, sealing bookkeeping,
-#                      hashing and the manifest, Packer's plugin start-up)
+#                      disk copy/overlay and resize, hashing and the
+#                      manifest, Packer's plugin start-up)
 #
 # Needs: packer (Debian's, 1.6.6), qemu-system-x86_64, qemu-img, go, perl,
 # and the base image of `make images`. Environment:
@@ -110,7 +111,8 @@ run_packer() {
 	halt=$(at "$log" "Gracefully halting virtual machine")
 	conv=$(at "$log" "Converting hard drive")
 	done=$(at "$log" "Build 'qemu' finished")
-	row "packer $(packer version | head -1 | awk '{print $2}')" "$n" "$t0" "$t1" "$start" "$ssh" "$halt" "$conv" "$done"
+	row "packer $(packer version | head -1 | awk '{print $2}')" "$n" "$(since "$t0" "$t1")" \
+		"$(since "$start" "$ssh")" "$(since "$ssh" "$halt")" "$(since "$halt" "$conv")" "$(since "$conv" "$done")"
 	rm -rf "$TMP/packer-out-$n"
 }
 
@@ -125,20 +127,25 @@ run_studiorun() {
 	if [ $rc != 0 ] || [ ! -s "$PROJ/build/vfx-studio-soe_0.1.0.qcow2" ]; then
 		echo "bench: studiorun run $n failed; its output:" >&2; tail -30 "$log" >&2; fail=1; return
 	fi
-	local start ssh sealed off hashing
-	start=$(at "$log" "starting qemu (")
-	ssh=$(at "$log" "SSH up after")
-	sealed=$(at "$log" ": sealed:")
-	off=$(at "$log" "powered off")
-	hashing=$(at "$log" ": hashing ")
-	row "studiorun" "$n" "$t0" "$t1" "$start" "$ssh" "$sealed" "$off" "$hashing"
+	local built
+	built=$(grep -o 'built [^ ]*vfx-studio-soe_0.1.0.qcow2 in .*' "$log" | head -1 || true)
+	row "studiorun" "$n" "$(since "$t0" "$t1")" \
+		"$(plus "$(took "$built" "launch qemu")" "$(took "$built" "boot to SSH")")" \
+		"$(plus "$(took "$built" provision)" "$(took "$built" "seal the image")")" \
+		"$(took "$built" "shut down")" "$(took "$built" "convert the image")"
 }
 
-# row TOOL RUN (and $LOAD) T0 T1 BOOT_START SSH_UP PROVISIONED POWERED_OFF CONVERTED
+# since A B: B - A, in seconds ("" when either is missing).
+since() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "") printf "%.3f", b - a }'; }
+# plus A B: A + B ("" when either is missing).
+plus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "") printf "%.3f", a + b }'; }
+# took LINE STEP: the seconds of STEP in studiorun's breakdown LINE.
+took() { grep -o "[:,] $2 [0-9.]*s" <<<"$1" | sed 's/.* \([0-9.]*\)s$/\1/' | head -1 || true; }
+
+# row TOOL RUN WALL BOOT_TO_SSH PROVISIONING SHUTDOWN CONVERT (seconds; and $LOAD)
 row() {
-	awk -v load="$LOAD" -v tool="$1" -v n="$2" -v t0="$3" -v t1="$4" -v a="$5" -v b="$6" -v c="$7" -v d="$8" -v e="$9" 'BEGIN {
-		if (a == "" || b == "" || c == "" || d == "" || e == "") { printf "%s|%s|%.1f|?|?|?|?|?|%s\n", tool, n, t1 - t0, load; exit }
-		wall = t1 - t0; boot = b - a; prov = c - b; shut = d - c; conv = e - d
+	awk -v load="$LOAD" -v tool="$1" -v n="$2" -v wall="$3" -v boot="$4" -v prov="$5" -v shut="$6" -v conv="$7" 'BEGIN {
+		if (boot == "" || prov == "" || shut == "" || conv == "") { printf "%s|%s|%.1f|?|?|?|?|?|%s\n", tool, n, wall, load; exit }
 		printf "%s|%s|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%s\n", tool, n, wall, boot, prov, shut, conv, wall - boot - prov - shut - conv, load
 	}' >>"$ROWS"
 }

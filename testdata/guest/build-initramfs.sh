@@ -13,37 +13,19 @@
 # linux-image-amd64 (/boot/vmlinuz-*, /lib/modules), cpio, kmod (modprobe).
 # A missing input exits 3 with a line "missing: ..." (tests skip on it).
 # Cached: nothing is rebuilt while the outputs are newer than this script,
-# busybox and the kernel, and were built for the same kernel.
+# testdata/lib/initramfs.sh (which it sources), busybox and the kernel, and were built for the same kernel.
 set -eu
 
 out=${1:?usage: build-initramfs.sh OUTDIR}
 self=$(readlink -f "$0")
-busybox=/bin/busybox
-
-missing() {
-	echo "missing: $*" >&2
-	exit 3
-}
-
-# The newest kernel that has its modules.
-kver=
-for k in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V); do
-	[ -d "/lib/modules/$k" ] && kver=$k
-done
-[ -n "$kver" ] || missing "a Debian kernel in /boot (apt-get install linux-image-cloud-amd64)"
-kernel=/boot/vmlinuz-$kver
-[ -x "$busybox" ] || missing "$busybox (apt-get install busybox-static)"
-if command -v dpkg-query >/dev/null 2>&1 &&
-	[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" != "install ok installed" ]; then
-	missing "busybox-static: $busybox is not the static busybox (apt-get install busybox-static)"
-fi
-command -v cpio >/dev/null 2>&1 || missing "cpio (apt-get install cpio)"
-command -v modprobe >/dev/null 2>&1 || missing "modprobe (apt-get install kmod)"
+lib=$(dirname "$self")/../lib/initramfs.sh
+. "$lib"
+need_initramfs_inputs
 
 fresh() {
 	for f in "$out/vmlinuz" "$out/initramfs.img" "$out/kernel-version"; do
 		[ -f "$f" ] || return 1
-		for input in "$self" "$busybox" "$kernel"; do
+		for input in "$self" "$lib" "$busybox" "$kernel"; do
 			[ "$f" -nt "$input" ] || return 1
 		done
 	done
@@ -58,17 +40,10 @@ mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/proc" "$root/sys" "$root/dev" "$root/lib/modules"
+mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/proc" "$root/sys" "$root/dev"
 cp "$busybox" "$root/bin/busybox"
-
-# The virtio NIC's modules, dependencies first (none when built in).
-modprobe -S "$kver" --show-depends -a virtio_pci virtio_net |
-	awk '$1 == "insmod" && !seen[$2]++ { print $2 }' >"$work/modules"
-: >"$root/modules.order"
-while read -r ko; do
-	cp "$ko" "$root/lib/modules/"
-	basename "$ko" >>"$root/modules.order"
-done <"$work/modules"
+# The virtio NIC's modules.
+add_modules "$root" virtio_pci virtio_net
 
 cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
@@ -97,7 +72,7 @@ esac
 EOF
 chmod 0755 "$root/init" "$root/udhcpc.script"
 
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9n >"$work/initramfs.img"
+pack_initramfs "$root" "$work/initramfs.img"
 cp "$kernel" "$work/vmlinuz"
 echo "$kver" >"$work/kernel-version"
 chmod 0644 "$work/initramfs.img" "$work/vmlinuz" "$work/kernel-version"

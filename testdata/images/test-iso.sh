@@ -21,38 +21,24 @@
 # Inputs: xorriso, isolinux + syslinux-common, busybox-static, a Debian
 # kernel in /boot with its modules (linux-image-cloud-amd64), cpio, kmod.
 # A missing input exits 3 with a line "missing: ..." (tests skip on it).
-# Cached: rebuilt only when this script, busybox or the kernel changed.
+# Cached: rebuilt only when this script, testdata/lib/initramfs.sh (which
+# it sources), busybox or the kernel changed.
 set -eu
 
 out=${1:-${STUDIORUN_CACHE:-$HOME/.cache/studiorun}/images}
 self=$(readlink -f "$0")
-busybox=/bin/busybox
+lib=$(dirname "$self")/../lib/initramfs.sh
+. "$lib"
 iso=$out/studiorun-test.iso
 
-missing() {
-	echo "missing: $*" >&2
-	exit 3
-}
-kver=
-for k in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V); do
-	[ -d "/lib/modules/$k" ] && kver=$k
-done
-[ -n "$kver" ] || missing "a Debian kernel in /boot (apt-get install linux-image-cloud-amd64)"
-kernel=/boot/vmlinuz-$kver
-[ -x "$busybox" ] || missing "$busybox (apt-get install busybox-static)"
-if command -v dpkg-query >/dev/null 2>&1 &&
-	[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" != "install ok installed" ]; then
-	missing "busybox-static: $busybox is not the static busybox (apt-get install busybox-static)"
-fi
+need_initramfs_inputs
 command -v xorriso >/dev/null 2>&1 || missing "xorriso (apt-get install xorriso)"
-command -v cpio >/dev/null 2>&1 || missing "cpio (apt-get install cpio)"
-command -v modprobe >/dev/null 2>&1 || missing "modprobe (apt-get install kmod)"
 isolinux=/usr/lib/ISOLINUX/isolinux.bin
 ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
 [ -f "$isolinux" ] || missing "$isolinux (apt-get install isolinux)"
 [ -f "$ldlinux" ] || missing "$ldlinux (apt-get install syslinux-common)"
 
-inputs=$( (cat "$self"; echo "$kver"; sha256sum "$busybox" "$kernel") | sha256sum | cut -c1-16)
+inputs=$( (cat "$self" "$lib"; echo "$kver"; sha256sum "$busybox" "$kernel") | sha256sum | cut -c1-16)
 if [ -f "$iso" ] && [ "$(cat "$iso.inputs" 2>/dev/null)" = "$inputs" ]; then
 	echo "cached: $iso"
 	exit 0
@@ -62,17 +48,10 @@ mkdir -p "$out"
 work=$(mktemp -d "$out/.test-iso.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/initramfs
-mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/lib/modules"
+mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
 cp "$busybox" "$root/bin/busybox"
-
-# The virtio NIC and disk modules, dependencies first (none when built in).
-modprobe -S "$kver" --show-depends -a virtio_pci virtio_net virtio_blk |
-	awk '$1 == "insmod" && !seen[$2]++ { print $2 }' >"$work/modules"
-: >"$root/modules.order"
-while read -r ko; do
-	cp "$ko" "$root/lib/modules/"
-	basename "$ko" >>"$root/modules.order"
-done <"$work/modules"
+# The virtio NIC and disk modules.
+add_modules "$root" virtio_pci virtio_net virtio_blk
 
 cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
@@ -130,7 +109,7 @@ esac
 exit 0
 EOF
 chmod 0755 "$root/udhcpc.script"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) >"$work/initrd.img"
+pack_initramfs "$root" "$work/initrd.img"
 
 cd_root=$work/cd
 mkdir -p "$cd_root/isolinux"
