@@ -106,3 +106,11 @@ f = h.file("/vfx", state = "directory")
 		}
 	}
 }
+
+func TestHandlerScript(t *testing.T) {
+	s := HandlerScript(&Handler{Service: "nginx", Action: "reload"})
+	want := "if [ \"$(systemctl show -p NeedDaemonReload --value nginx 2>/dev/null)\" = yes ]; then systemctl daemon-reload; fi\nsystemctl reload nginx"
+	if got := strings.Join(s.Lines(), "\n"); got != want {
+		t.Errorf("handler script\n got %s\nwant %s", got, want)
+	}
+}
