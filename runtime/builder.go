@@ -57,11 +57,19 @@ func Declare(thread *starlark.Thread, fn, name string, spec Spec, deps ...Addres
 	if err != nil {
 		return nil, err
 	}
+	return b.DeclareAt(fn, name, spec, CallerPos(thread), deps...)
+}
+
+// DeclareAt adds a resource to the plan being built at pos, for the
+// declarations that a finish check (OnFinish) makes once the script has
+// run, such as the handlers of ssh tasks: pos is then the position of the
+// declaration they stem from.
+func (b *Builder) DeclareAt(fn, name string, spec Spec, pos syntax.Position, deps ...Address) (*Resource, error) {
 	addr := Address(spec.Kind() + "." + name)
 	if prev, ok := b.index[addr]; ok {
 		return nil, fmt.Errorf("%s: %s is already declared at %s", fn, addr, prev.Pos)
 	}
-	r := &Resource{Address: addr, Name: name, Spec: spec, Pos: CallerPos(thread)}
+	r := &Resource{Address: addr, Name: name, Spec: spec, Pos: pos}
 	for _, d := range deps {
 		if d != "" && d != addr {
 			r.addDependency(d)

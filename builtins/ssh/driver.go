@@ -62,6 +62,7 @@ type Driver struct {
 	doneCond *sync.Cond
 	pending  map[runtime.Address]bool
 	done     map[runtime.Address]error
+	changed  map[runtime.Address]bool // the tasks applied that changed their host (for handlers)
 }
 
 // hostRun is the driver's work on one host: its connection, facts and
@@ -103,7 +104,7 @@ func NewDriver(opts Options) *Driver {
 		kh = abs
 	}
 	d := &Driver{opts: opts, knownHosts: kh, sem: make(chan struct{}, opts.Parallel), hosts: map[runtime.Address]*hostRun{},
-		pending: map[runtime.Address]bool{}, done: map[runtime.Address]error{}}
+		pending: map[runtime.Address]bool{}, done: map[runtime.Address]error{}, changed: map[runtime.Address]bool{}}
 	d.doneCond = sync.NewCond(&d.doneMu)
 	return d
 }
@@ -189,6 +190,7 @@ func (d *Driver) Provision(ctx context.Context, host runtime.Address, address st
 	}()
 	for _, r := range h.tasks {
 		changed, err := d.applyTask(ctx, h, r, rep)
+		d.markChanged(r.Address, changed)
 		d.record(r.Address, err)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.Address, err)
@@ -350,6 +352,9 @@ func (d *Driver) Diff(ctx context.Context, r *runtime.Resource, owned *apply.Ent
 		}
 		if err := h.stepErr[r.Address]; err != nil {
 			return nil, err
+		}
+		if hd, ok := spec.(*Handler); ok {
+			return d.diffHandler(h, r, hd)
 		}
 		decs, err := DecideSteps(h.steps[r.Address], &h.conn.facts, h.probes[r.Address])
 		if err != nil {
@@ -514,7 +519,9 @@ func (d *Driver) applyRecorded(ctx context.Context, h *hostRun, r *runtime.Resou
 		}
 	}
 	if err == nil {
-		_, err = d.applyTask(ctx, h, r, rep)
+		var changed bool
+		changed, err = d.applyTask(ctx, h, r, rep)
+		d.markChanged(r.Address, changed)
 	}
 	d.record(r.Address, err)
 	return err
@@ -538,6 +545,9 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 	}
 	if err := h.stepErr[r.Address]; err != nil {
 		return false, err
+	}
+	if hd, ok := r.Spec.(*Handler); ok {
+		return d.applyHandler(ctx, h, r, hd, rep)
 	}
 	steps, probes := h.steps[r.Address], h.probes[r.Address]
 	if h.dirty {

@@ -82,6 +82,9 @@ type Step struct {
 
 // stepsOf returns the primitive steps of a task.
 func stepsOf(t Task, f *HostFacts) ([]Step, error) {
+	if _, ok := t.(*Handler); ok {
+		return nil, nil // decided from the steps of the tasks that notify it
+	}
 	if c, ok := t.(Composite); ok {
 		return c.Steps(f)
 	}
@@ -135,6 +138,13 @@ func ProbeScript(t Task, f *HostFacts) (string, error) {
 		}
 		q := Quote(t.Name)
 		s.Add(`echo "load $(systemctl show -p LoadState --value ` + q + ` 2>/dev/null)"`)
+		s.Add(`echo "reload $(systemctl show -p NeedDaemonReload --value ` + q + ` 2>/dev/null)"`)
+		// A unit file that systemd has not loaded yet (written by an earlier task).
+		var dirs []string
+		for _, d := range unitDirs {
+			dirs = append(dirs, Quote(d+"/"+unitFile(t.Name)))
+		}
+		s.Add(`for f in ` + strings.Join(dirs, " ") + `; do [ -e "$f" ] && echo "unitfile $f"; done; :`)
 		s.Add(`echo "enabled $(systemctl is-enabled ` + q + ` 2>/dev/null)"`)
 		s.Add(`echo "active $(systemctl is-active ` + q + ` 2>/dev/null)"`)
 	case *Mount:

@@ -87,11 +87,33 @@ func decidePackage(t *Package, f *HostFacts, p Probe) *Decision {
 // at boot (or that cannot be enabled, being static or generated).
 var enabledStates = map[string]bool{"enabled": true, "enabled-runtime": true, "static": true, "alias": true, "indirect": true, "generated": true}
 
+// unitDirs are where systemd reads unit files from, first match wins.
+var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"}
+
+// unitSuffixes are the unit types that a unit name may end with;
+// systemctl takes a name without one for a service.
+var unitSuffixes = []string{".service", ".socket", ".target", ".timer", ".mount", ".automount", ".swap", ".path", ".slice", ".scope", ".device"}
+
+// unitFile is the file name of a unit: its name, with .service added when
+// it has no unit type, as systemctl reads it.
+func unitFile(name string) string {
+	for _, s := range unitSuffixes {
+		if strings.HasSuffix(name, s) {
+			return name
+		}
+	}
+	return name + ".service"
+}
+
 func decideService(t *Service, p Probe) *Decision {
 	d := noop("service " + t.Name + " is as declared")
-	if p["load"] == "not-found" || p["load"] == "" {
+	notLoaded := p["load"] == "not-found" || p["load"] == ""
+	if notLoaded && p["unitfile"] == "" {
 		d.Pending = fmt.Sprintf("unit %s is not found (yet: an earlier package task may install it)", t.Name)
 	}
+	// systemd reads a unit file written since it loaded its units (or
+	// changed since) at a daemon-reload.
+	daemonReload := notLoaded && p["unitfile"] != "" || p["reload"] == "yes"
 	if t.Enabled != nil {
 		on := enabledStates[p["enabled"]]
 		if on != *t.Enabled {
@@ -129,6 +151,11 @@ func decideService(t *Service, p Probe) *Decision {
 	}
 	if d.Action == apply.NoOp {
 		d.Pending = ""
+	} else if daemonReload {
+		var s Script
+		s.Cmd("systemctl", "daemon-reload")
+		s.Append(d.Script)
+		d.Script = s
 	}
 	return d
 }

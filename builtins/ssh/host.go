@@ -161,7 +161,7 @@ func (h *Host) Attr(name string) (starlark.Value, error) {
 		return &Facts{host: h.res.Address}, nil
 	}
 	if m, ok := taskMethods[name]; ok {
-		return starlark.NewBuiltin("ssh."+name, m).BindReceiver(h), nil
+		return starlark.NewBuiltin("ssh."+name, withNotify(m)).BindReceiver(h), nil
 	}
 	return runtime.RefAttr(h.res, name)
 }

@@ -22,7 +22,7 @@
 //	host.line_in_file(path, line=None, regexp=None, state="present",
 //	                  insert_after=None, insert_before=None, create=False, name=None)
 //	host.package(names, state="present", name=None)
-//	host.service(name, enabled=None, state=None)
+//	host.service(name, enabled=None, state=None, on_notify="restart")
 //	host.mount(path, source=None, fstype=None, options="defaults", state="mounted", name=None)
 //	host.command(cmd, creates=None, unless=None, name=None)
 //	host.shell(script, creates=None, unless=None, name=None)
@@ -32,6 +32,12 @@
 // natural key (user name, path, package names, command) or name=; for
 // example ssh.copy.vfx-dev-001:/etc/sudoers.d/ops. Each task depends on its
 // host and on the task declared before it on the same host.
+//
+// Every task also takes notify=: a service task of the same host (the value
+// host.service returns) or a list of them. When a task that notifies a
+// service changes during a run, the service is restarted (reloaded with
+// on_notify="reload") once, after the host's other tasks: the plan holds
+// it as ssh.handler.<host>:<service>.
 package ssh
 
 import (
@@ -53,7 +59,7 @@ var Module = &starlarkstruct.Module{
 }
 
 // taskMethods are the methods of a host value, each declaring a task.
-var taskMethods = map[string]func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error){
+var taskMethods = map[string]taskMethod{
 	"user":           userTask,
 	"group":          groupTask,
 	"authorized_key": authorizedKeyTask,

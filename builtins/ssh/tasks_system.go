@@ -61,23 +61,33 @@ func packageTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 }
 
 // Service is the spec of host.service: a systemd unit enabled or disabled
-// at boot and brought to a state now.
+// at boot and brought to a state now. OnNotify is what a task's notify=
+// does to it ("restart" when empty, or "reload").
 type Service struct {
 	HostTask
-	Name    string `json:"name"`
-	Enabled *bool  `json:"enabled,omitempty"`
-	State   string `json:"state,omitempty"`
+	Name     string `json:"name"`
+	Enabled  *bool  `json:"enabled,omitempty"`
+	State    string `json:"state,omitempty"`
+	OnNotify string `json:"on_notify,omitempty"`
 }
 
 // Kind implements runtime.Spec.
 func (*Service) Kind() string { return "ssh.service" }
 
+// notifyAction is what a notification does to the service.
+func (s *Service) notifyAction() string {
+	if s.OnNotify == "" {
+		return "restart"
+	}
+	return s.OnNotify
+}
+
 var serviceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._:-]*$`)
 
 func serviceTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var enabled, state starlark.Value = starlark.None, starlark.None
+	var enabled, state, onNotify starlark.Value = starlark.None, starlark.None, starlark.None
 	var spec Service
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &spec.Name, "enabled?", &enabled, "state?", &state); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &spec.Name, "enabled?", &enabled, "state?", &state, "on_notify?", &onNotify); err != nil {
 		return nil, err
 	}
 	c := TaskCall{Fn: b.Name(), Host: receiver(b), Identity: spec.Name}
@@ -91,6 +101,12 @@ func serviceTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 			spec.Enabled = new(bool(e))
 		default:
 			return fmt.Errorf("enabled: got %s, want True, False or None", enabled.Type())
+		}
+		if spec.OnNotify, err = optString("on_notify", onNotify); err != nil {
+			return err
+		}
+		if spec.OnNotify != "" && spec.OnNotify != "restart" && spec.OnNotify != "reload" {
+			return fmt.Errorf("on_notify %q: want \"restart\" or \"reload\"", spec.OnNotify)
 		}
 		if spec.State, err = optString("state", state); err != nil {
 			return err

@@ -159,10 +159,18 @@ func StateDir() string {
 // Script is the path of testdata/hosts/testhosts.sh in this repository
 // ($STUDIORUN_TESTHOSTS_SCRIPT overrides it).
 func Script() (string, error) {
-	if s := os.Getenv("STUDIORUN_TESTHOSTS_SCRIPT"); s != "" {
-		return s, nil
+	return repoFile("testdata/hosts/testhosts.sh", "STUDIORUN_TESTHOSTS_SCRIPT")
+}
+
+// repoFile returns the path of the file rel of this repository, found
+// from the working directory up or from this source file; the variable
+// env (when not "") overrides it.
+func repoFile(rel, env string) (string, error) {
+	if env != "" {
+		if s := os.Getenv(env); s != "" {
+			return s, nil
+		}
 	}
-	const rel = "testdata/hosts/testhosts.sh"
 	if wd, err := os.Getwd(); err == nil {
 		for d := wd; ; d = filepath.Dir(d) {
 			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
@@ -181,7 +189,10 @@ func Script() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("testdata/hosts/testhosts.sh not found (set STUDIORUN_TESTHOSTS_SCRIPT)")
+	if env != "" {
+		return "", fmt.Errorf("%s not found (set %s)", rel, env)
+	}
+	return "", fmt.Errorf("%s not found", rel)
 }
 
 var (
