@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime"
 )
 
@@ -33,18 +34,6 @@ func needPrograms(t *testing.T, progs ...string) {
 	}
 }
 
-// imagesDir is where testdata/images/*.sh cache their images.
-func imagesDir() string {
-	if d := os.Getenv("STUDIORUN_CACHE"); d != "" {
-		return filepath.Join(d, "images")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "studiorun-cache", "images")
-	}
-	return filepath.Join(home, ".cache", "studiorun", "images")
-}
-
 var scriptMu sync.Mutex
 
 // buildTestImage runs testdata/images/<script> (cached by its inputs) and
@@ -53,7 +42,7 @@ func buildTestImage(t *testing.T, script string) string {
 	t.Helper()
 	scriptMu.Lock()
 	defer scriptMu.Unlock()
-	dir := imagesDir()
+	dir := sshtest.ImagesDir()
 	cmd := exec.Command("sh", filepath.Join("..", "..", "testdata", "images", script), dir)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

@@ -66,19 +66,8 @@ func (p *project) eval(script string) *runtime.Plan {
 func (p *project) run(plan *runtime.Plan, opts ssh.Options, up bool) (*apply.Changes, string, error) {
 	p.t.Helper()
 	var out bytes.Buffer
-	if opts.ConnectTimeout == 0 {
-		opts.ConnectTimeout = 5 * time.Second
-	}
-	o := apply.NewOutput(&out, false)
-	opts.Out = o
-	d := ssh.NewDriver(opts)
-	defer d.Close()
-	st, err := apply.OpenState(p.root, "servers.star")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer st.Close()
-	e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+	e, done := testEngine(p.t, p.root, opts, &out)
+	defer done()
 	ctx := context.Background()
 	changes, err := e.Plan(ctx, plan)
 	if err == nil && !up {
@@ -88,10 +77,33 @@ func (p *project) run(plan *runtime.Plan, opts ssh.Options, up bool) (*apply.Cha
 		return changes, out.String(), err
 	}
 	err = e.Apply(ctx, changes)
-	if err == nil && len(st.Entries()) != 0 {
-		p.t.Errorf("tasks recorded in the state: %v", st.Entries())
+	if err == nil && len(e.State.Entries()) != 0 {
+		p.t.Errorf("tasks recorded in the state: %v", e.State.Entries())
 	}
 	return changes, out.String(), err
+}
+
+// testEngine is the engine of one run of studiorun with a new ssh driver
+// (opts.Out is set to an output to w); done releases the driver and the
+// state.
+func testEngine(tb testing.TB, root string, opts ssh.Options, w io.Writer) (e *apply.Engine, done func()) {
+	tb.Helper()
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
+	o := apply.NewOutput(w, false)
+	opts.Out = o
+	d := ssh.NewDriver(opts)
+	st, err := apply.OpenState(root, "servers.star")
+	if err != nil {
+		d.Close()
+		tb.Fatal(err)
+	}
+	e = &apply.Engine{Router: router{d}, State: st, Parallel: 8, HostParallel: 16, Out: o}
+	return e, func() {
+		d.Close()
+		st.Close()
+	}
 }
 
 func knownHosts(t *testing.T, hosts ...sshtest.Host) string {
@@ -271,15 +283,8 @@ for i, addr in enumerate(ADDRS):
     h.file("/srv/b", state = "directory")
 `, ""))
 	var out bytes.Buffer
-	o := apply.NewOutput(&out, false)
-	d := ssh.NewDriver(ssh.Options{KnownHosts: knownHosts(t, hosts...), ConnectTimeout: 3 * time.Second, Out: o})
-	defer d.Close()
-	st, err := apply.OpenState(p.root, "servers.star")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+	e, done := testEngine(t, p.root, ssh.Options{KnownHosts: knownHosts(t, hosts...), ConnectTimeout: 3 * time.Second}, &out)
+	defer done()
 	changes, err := e.Plan(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
@@ -482,15 +487,8 @@ for i, addr in enumerate(ADDRS):
 				os.WriteFile(kh, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 				up := func() (time.Duration, *apply.Changes) {
 					start := time.Now()
-					o := apply.NewOutput(io.Discard, false)
-					d := ssh.NewDriver(ssh.Options{KnownHosts: kh, Out: o})
-					defer d.Close()
-					st, err := apply.OpenState(root, "servers.star")
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer st.Close()
-					e := &apply.Engine{Router: router{d}, State: st, Parallel: 16, Out: o}
+					e, done := testEngine(b, root, ssh.Options{KnownHosts: kh}, io.Discard)
+					defer done()
 					c, err := e.Plan(context.Background(), plan)
 					if err != nil {
 						b.Fatal(err)
@@ -645,15 +643,8 @@ h.upload("a.bin", "/srv/gone/a.bin")
 `, ""))
 	func() {
 		var out bytes.Buffer
-		o := apply.NewOutput(&out, false)
-		d := ssh.NewDriver(ssh.Options{KnownHosts: kh, ConnectTimeout: 5 * time.Second, Out: o})
-		defer d.Close()
-		st, err := apply.OpenState(p.root, "servers.star")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+		e, done := testEngine(t, p.root, ssh.Options{KnownHosts: kh}, &out)
+		defer done()
 		changes, err := e.Plan(context.Background(), plan)
 		if err != nil {
 			t.Fatal(err)
@@ -747,21 +738,14 @@ h.upload("big.bin", "/srv/big.bin")
 					b.Fatal(err)
 				}
 				var out bytes.Buffer
-				o := apply.NewOutput(&out, false)
-				d := ssh.NewDriver(ssh.Options{KnownHosts: kh, Out: o})
-				st, err := apply.OpenState(root, "servers.star")
-				if err != nil {
-					b.Fatal(err)
-				}
-				e := &apply.Engine{Router: router{d}, State: st, Parallel: 8, Out: o}
+				e, done := testEngine(b, root, ssh.Options{KnownHosts: kh}, &out)
 				b.StartTimer()
 				c, err := e.Plan(context.Background(), plan)
 				if err == nil {
 					err = e.Apply(context.Background(), c)
 				}
 				b.StopTimer()
-				d.Close()
-				st.Close()
+				done()
 				if err != nil {
 					b.Fatalf("%v\n%s", err, out.String())
 				}
