@@ -481,7 +481,7 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err, ok := d.result(r.Address); ok {
-		return nil, err
+		return nil, d.outcome(r.Address, err)
 	}
 	for _, j := range h.tasks {
 		if j.Address == r.Address {
@@ -503,7 +503,16 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, _ *apply.Change
 			return nil, err
 		}
 	}
-	return nil, d.applyRecorded(ctx, h, r, rep)
+	return nil, d.outcome(r.Address, d.applyRecorded(ctx, h, r, rep))
+}
+
+// outcome is Apply's error for a task that ran: apply.ErrUnchanged when it
+// found nothing to change after all.
+func (d *Driver) outcome(a runtime.Address, err error) error {
+	if err == nil && !d.changedInRun(a) {
+		return apply.ErrUnchanged
+	}
+	return err
 }
 
 // applyRecorded applies a task after the tasks of other hosts it depends

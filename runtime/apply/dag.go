@@ -25,6 +25,9 @@ type step struct {
 	after  []*step
 	status status
 	err    error // why it failed, or why it was skipped
+	// unchanged marks a step whose driver found nothing to change after
+	// all (ErrUnchanged).
+	unchanged bool
 
 	waiting    int
 	dependents []*step

@@ -7,6 +7,7 @@ package apply
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/studiorun/studiorun/runtime"
 )
@@ -110,13 +111,20 @@ type Driver interface {
 	// resource depends on may not exist yet when Diff runs (they are about
 	// to be created): Diff then reports Create without failing.
 	Diff(ctx context.Context, r *runtime.Resource, owned *Entry) (*Change, error)
-	// Apply makes the change and returns the entry the state records.
+	// Apply makes the change and returns the entry the state records, or
+	// ErrUnchanged when it found nothing to change after all.
 	Apply(ctx context.Context, r *runtime.Resource, c *Change, rep Reporter) (*Entry, error)
 	// Delete removes an owned object; a missing object is not an error.
 	Delete(ctx context.Context, e *Entry, rep Reporter) error
 	// Close releases the driver's connections.
 	Close() error
 }
+
+// ErrUnchanged is what Apply returns when, making the change, it found
+// nothing to do after all (an earlier change on the host made it so, or a
+// handler that nothing notified in this run): the engine reports the
+// resource ok, not changed, and records nothing new.
+var ErrUnchanged = errors.New("nothing to change after all")
 
 // HostBound is implemented by the specs of resources applied on a host
 // over SSH (the host itself and its tasks). A host that cannot be read or

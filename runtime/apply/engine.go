@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -339,6 +340,16 @@ func (e *Engine) runUpsert(s *step) error {
 		}
 	}
 	en, err := it.driver.Apply(context.Background(), it.res, &c, e.Out)
+	if errors.Is(err, ErrUnchanged) {
+		s.unchanged = true
+		if c.Action == Create {
+			err = e.State.Remove(it.address()) // the entry recorded before
+		} else {
+			err = nil // the state keeps what it recorded
+		}
+		e.Out.finished(it, NoOp, start, err)
+		return err
+	}
 	if err == nil {
 		if en == nil {
 			err = e.State.Remove(it.address())

@@ -68,6 +68,7 @@ type injectDriver struct {
 	mu                  sync.Mutex
 	objects             map[runtime.Address]int // size by address
 	failOn              map[runtime.Address]bool
+	unchanged           map[runtime.Address]bool // Apply finds nothing to do after all
 	slow                map[runtime.Address]bool // applied slowly, to widen races
 	log                 []string
 	running, maxRunning int
@@ -76,7 +77,7 @@ type injectDriver struct {
 }
 
 func newInjectDriver() *injectDriver {
-	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}, hosts: map[string]int{}}
+	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, unchanged: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}, hosts: map[string]int{}}
 }
 
 func (d *injectDriver) Route(string, json.RawMessage) (Driver, error) { return d, nil }
@@ -123,6 +124,9 @@ func (d *injectDriver) Apply(_ context.Context, r *runtime.Resource, c *Change, 
 	defer d.leave()
 	if err := d.enter(c.Action.String(), r.Address); err != nil {
 		return nil, err
+	}
+	if d.unchanged[r.Address] {
+		return nil, ErrUnchanged
 	}
 	host := r.Spec.(*thing).Host
 	d.mu.Lock()
@@ -296,6 +300,24 @@ test.thing("h2:a", host = "h2")
 	}
 	if strings.Contains(out, "test.thing c") || strings.Contains(out, "updating") {
 		t.Errorf("a task after the failed one was reported, or a start line shown:\n%s", out)
+	}
+
+	// A task that finds nothing to do when applied is ok, not changed.
+	f.out.Reset()
+	delete(f.driver.failOn, "test.thing.h1:b")
+	f.driver.unchanged["test.thing.h1:b"] = true
+	if _, err := f.up(fmt.Sprintf(src, 2), 8); err != nil {
+		t.Fatal(err)
+	}
+	out = f.out.String()
+	for _, want := range []string{
+		"ok: [h1] test.thing b\n",
+		"  h1  ok=3 changed=0 failed=0 skipped=0 unreachable=0\n",
+		"Apply complete: nothing to do.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

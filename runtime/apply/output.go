@@ -146,7 +146,7 @@ func (o *Output) summary(steps []*step) error {
 	for _, s := range steps {
 		a := s.item.change.Action
 		switch {
-		case a == NoOp:
+		case a == NoOp || s.unchanged:
 			continue // a host's unchanged task: the recap counts it
 		case s.status == succeeded:
 			if a == Replace && s.item.res == nil {
@@ -228,7 +228,7 @@ func (o *Output) recap(items []*item, steps []*step) {
 		switch {
 		case it.failed != nil:
 			c.Unreachable++
-		case !ran || s.status == succeeded && s.item.change.Action == NoOp:
+		case !ran || s.status == succeeded && (s.item.change.Action == NoOp || s.unchanged):
 			c.OK++
 		case s.status == succeeded:
 			c.Changed++
