@@ -29,8 +29,14 @@ type HostSpec struct {
 // Kind implements runtime.Spec.
 func (*HostSpec) Kind() string { return "ssh.host" }
 
-// BoundHost implements apply.HostBound: a host is bound to itself.
-func (*HostSpec) BoundHost(self runtime.Address) runtime.Address { return self }
+// BoundHost implements apply.HostBound: a host is bound to itself, but for
+// an image's build VM, which the image build configures.
+func (s *HostSpec) BoundHost(self runtime.Address) runtime.Address {
+	if s.BuildOf != "" {
+		return ""
+	}
+	return self
+}
 
 var hostnameRE = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 

@@ -17,22 +17,31 @@ type Task interface {
 	runtime.Spec
 	// TaskHost returns the address of the ssh.host the task runs on.
 	TaskHost() runtime.Address
-	setHost(runtime.Address)
+	setHost(host runtime.Address, buildVM bool)
 }
 
 // HostTask is embedded first in the spec of every task: the host it runs
 // on, shown as the "host" attribute.
 type HostTask struct {
 	Host runtime.Address `json:"host"`
+	// buildVM marks the tasks of an image's build VM: the image build
+	// applies them, not the engine's host runs.
+	buildVM bool
 }
 
 // TaskHost implements Task.
 func (t *HostTask) TaskHost() runtime.Address { return t.Host }
 
-// BoundHost implements apply.HostBound: a task fails with its host.
-func (t *HostTask) BoundHost(runtime.Address) runtime.Address { return t.Host }
+// BoundHost implements apply.HostBound: a task fails with its host. The
+// tasks of a build VM are not bound: the image build applies them.
+func (t *HostTask) BoundHost(runtime.Address) runtime.Address {
+	if t.buildVM {
+		return ""
+	}
+	return t.Host
+}
 
-func (t *HostTask) setHost(a runtime.Address) { t.Host = a }
+func (t *HostTask) setHost(a runtime.Address, buildVM bool) { t.Host, t.buildVM = a, buildVM }
 
 // TaskCall is a task being declared on a host: the builtin (fn, such as
 // "ssh.copy"), the host, and the task's identity on that host (a user name,
@@ -99,7 +108,8 @@ func (c TaskCall) Declare(thread *starlark.Thread, spec Task) (starlark.Value, e
 		return nil, c.Errorf("already declared at %s%s", prev.Pos, hint)
 	}
 	host := c.Host.res.Address
-	spec.setHost(host)
+	hs, _ := c.Host.res.Spec.(*HostSpec)
+	spec.setHost(host, hs != nil && hs.BuildOf != "")
 	last := b.Local(lastTaskKey, func() any { return map[runtime.Address]runtime.Address{} }).(map[runtime.Address]runtime.Address)
 	r, err := runtime.Declare(thread, c.Fn, c.name(), spec, host, last[host])
 	if err != nil {

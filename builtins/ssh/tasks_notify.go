@@ -128,7 +128,7 @@ func declareHandlers(b *runtime.Builder) error {
 			continue
 		}
 		spec := svc.Spec.(*Service)
-		h := &Handler{HostTask: HostTask{Host: spec.Host}, Service: spec.Name, Action: spec.notifyAction(), NotifiedBy: by}
+		h := &Handler{HostTask: spec.HostTask, Service: spec.Name, Action: spec.notifyAction(), NotifiedBy: by}
 		deps := append([]runtime.Address{spec.Host, last[spec.Host], svc.Address}, by...)
 		r, err := b.DeclareAt("ssh.service", svc.Name, h, svc.Pos, deps...)
 		if err != nil {
