@@ -3,6 +3,8 @@ package ssh
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -72,16 +74,19 @@ type hostRun struct {
 	spec  *HostSpec
 	tasks []*runtime.Resource // in the plan's order
 
-	mu           sync.Mutex
-	address      string // at apply time (BuildOf hosts: from the image builder)
-	port         int
-	conn         *conn
-	checked      bool
-	err          error // connecting, gathering facts or checking failed
-	probes       map[runtime.Address][]Probe
-	steps        map[runtime.Address][]Step
-	stepErr      map[runtime.Address]error
-	dirty        bool // a change was applied since the check
+	mu      sync.Mutex
+	address string // at apply time (BuildOf hosts: from the image builder)
+	port    int
+	conn    *conn
+	checked bool
+	err     error // connecting, gathering facts or checking failed
+	probes  map[runtime.Address][]Probe
+	steps   map[runtime.Address][]Step
+	stepErr map[runtime.Address]error
+	dirty   bool // a change was applied since the check
+	// next holds the probes of the task to apply next, read by the script
+	// of the latest change after its changes (nil: none).
+	next         *nextProbes
 	addressLater bool // a build VM whose address is not known yet
 }
 
@@ -118,7 +123,7 @@ func (d *Driver) SetPlan(p *runtime.Plan) {
 	d.root = p.Root
 	d.rootMu.Unlock()
 	for _, h := range d.hosts {
-		h.tasks, h.checked, h.err, h.dirty = nil, false, nil, false
+		h.tasks, h.checked, h.err, h.dirty, h.next = nil, false, nil, false, nil
 	}
 	for _, r := range p.Resources {
 		if hs, ok := r.Spec.(*HostSpec); ok {
@@ -163,7 +168,7 @@ func (d *Driver) SetAddress(host runtime.Address, address string, port int) {
 		h.conn.close()
 		h.conn = nil
 	}
-	h.checked, h.err, h.dirty = false, nil, false
+	h.checked, h.err, h.dirty, h.next = false, nil, false, nil
 	h.address, h.port, h.addressLater = address, port, false
 }
 
@@ -281,13 +286,8 @@ func (d *Driver) check(ctx context.Context, h *hostRun, rep apply.Reporter) erro
 			}
 		}
 		var probes []string
-		for _, s := range steps {
-			if err != nil {
-				break
-			}
-			var p string
-			p, err = ProbeScript(s.Task, &c.facts)
-			probes = append(probes, p)
+		if err == nil {
+			probes, err = probeScripts(steps, &c.facts)
 		}
 		if err != nil {
 			h.stepErr[r.Address] = err
@@ -559,15 +559,16 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 		return d.applyHandler(ctx, h, r, hd, rep)
 	}
 	steps, probes := h.steps[r.Address], h.probes[r.Address]
-	if h.dirty {
+	switch {
+	case !h.dirty:
+	case h.next != nil && h.next.addr == r.Address:
+		// Checked again by the script of the change before.
+		probes = h.next.probes
+	default:
 		// An earlier change on this host: check this task again.
-		var scripts []string
-		for _, s := range steps {
-			p, err := ProbeScript(s.Task, &h.conn.facts)
-			if err != nil {
-				return false, err
-			}
-			scripts = append(scripts, p)
+		scripts, err := probeScripts(steps, &h.conn.facts)
+		if err != nil {
+			return false, err
 		}
 		out, err := h.conn.run(ctx, buildCheck(scripts), nil)
 		if err != nil {
@@ -611,7 +612,7 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 			// it; without SFTP it is streamed on the script's stdin. Small
 			// contents (copy, template) stay inline (dec.Stdin): one round
 			// trip.
-			h.dirty = true
+			h.changing()
 			in, done, uerr := h.conn.sendUpload(ctx, h.addr.Name(), r.Address, dec.Upload, rep)
 			if uerr != nil {
 				return false, uerr
@@ -639,8 +640,10 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 	if len(stdin) == 1 {
 		in = stdin[0]
 	}
-	h.dirty = true
-	if _, err := h.conn.run(ctx, script.String(), in); err != nil {
+	h.changing()
+	next, marker := d.probeNext(h, r.Address, &script)
+	out, err := h.conn.run(ctx, script.String(), in)
+	if err != nil {
 		msg := err.Error()
 		for _, s := range secret {
 			for _, l := range strings.Split(s, "\n") {
@@ -651,7 +654,84 @@ func (d *Driver) applyTask(ctx context.Context, h *hostRun, r *runtime.Resource,
 		}
 		return false, errors.New(msg)
 	}
+	if next != nil {
+		if i := strings.LastIndex(out, marker+"\n"); i >= 0 {
+			if next.probes, err = parseCheck(out[i+len(marker)+1:], len(h.steps[next.addr])); err == nil {
+				h.next = next
+			}
+		}
+	}
 	return true, nil
+}
+
+// nextProbes are the probes of a host's task, read right after the change
+// before it.
+type nextProbes struct {
+	addr   runtime.Address
+	probes []Probe
+}
+
+// changing marks that a change is being made on the host: what the check
+// read may no longer hold.
+func (h *hostRun) changing() {
+	h.dirty = true
+	h.next = nil
+}
+
+// probeNext appends to the script of a change, after the change, the
+// probes of the host's next task that has changes to make, behind a
+// marker line: checking that task again then costs no round trip of its
+// own. It returns the task (nil when there is none) and the marker.
+func (d *Driver) probeNext(h *hostRun, after runtime.Address, script *Script) (*nextProbes, string) {
+	var next *runtime.Resource
+	seen := false
+	for _, j := range h.tasks {
+		if j.Address == after {
+			seen = true
+			continue
+		}
+		if !seen {
+			continue
+		}
+		d.doneMu.Lock()
+		_, ran := d.done[j.Address]
+		pending := d.pending[j.Address] || h.spec.BuildOf != "" // a build VM applies every task
+		d.doneMu.Unlock()
+		if ran || !pending {
+			continue
+		}
+		next = j
+		break
+	}
+	if next == nil || h.stepErr[next.Address] != nil {
+		return nil, ""
+	}
+	if _, ok := next.Spec.(*Handler); ok {
+		return nil, ""
+	}
+	scripts, err := probeScripts(h.steps[next.Address], &h.conn.facts)
+	if err != nil || len(scripts) == 0 {
+		return nil, ""
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	marker := "@@studiorun-next-" + hex.EncodeToString(b)
+	script.Cmd("echo", marker)
+	script.Add("( " + buildCheck(scripts) + ") </dev/null")
+	return &nextProbes{addr: next.Address}, marker
+}
+
+// probeScripts returns the probe commands of each step.
+func probeScripts(steps []Step, f *HostFacts) ([]string, error) {
+	var scripts []string
+	for _, s := range steps {
+		p, err := ProbeScript(s.Task, f)
+		if err != nil {
+			return nil, err
+		}
+		scripts = append(scripts, p)
+	}
+	return scripts, nil
 }
 
 func prefixLabel(label string, err error) error {

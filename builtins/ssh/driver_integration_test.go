@@ -163,6 +163,33 @@ func addrsScript(hosts []sshtest.Host, body string, extra string) string {
 	return fmt.Sprintf("ADDRS = [%s]\nKEY = %q\n%s\n%s", strings.Join(addrs, ", "), hosts[0].KeyPath, extra, body)
 }
 
+// TestEachChangeSeesTheOneBefore: the script of a change also reads the
+// state of the host's next task to change (no round trip of its own), so
+// what it reads must be the state after that change: three tasks on one
+// file build on each other, on the first run as on a clean host.
+func TestEachChangeSeesTheOneBefore(t *testing.T) {
+	hosts := sshtest.Hosts(t, 1)
+	p := newProject(t, nil)
+	plan := p.eval(addrsScript(hosts, `
+h = ssh.host("t0", ADDRS[0], key = KEY)
+h.line_in_file("/etc/chain.conf", line = "a", create = True)
+h.line_in_file("/etc/chain.conf", line = "b", name = "second")
+h.file("/srv/chain", state = "directory")
+h.line_in_file("/etc/chain.conf", line = "c", name = "third")
+h.shell("test -d /srv/chain && cat /etc/chain.conf > /srv/chain/seen", creates = "/srv/chain/seen")
+`, ""))
+	kh := knownHosts(t, hosts...)
+	if _, out, err := p.run(plan, ssh.Options{KnownHosts: kh}, true); err != nil {
+		t.Fatalf("first up: %v\n%s", err, out)
+	}
+	if got := mustExec(t, hosts[0], "cat /etc/chain.conf; echo --; cat /srv/chain/seen"); got != "a\nb\nc\n--\na\nb\nc\n" {
+		t.Errorf("after the first up: %q, want a, b, c in the file and in what the command saw", got)
+	}
+	if changes, out, err := p.run(plan, ssh.Options{KnownHosts: kh}, true); err != nil || !changes.Empty() {
+		t.Errorf("second up: %v, changes %v\n%s", err, changes.Counts(), out)
+	}
+}
+
 func TestEveryTaskKindConvergesOnRealHosts(t *testing.T) {
 	hosts := sshtest.Hosts(t, 2)
 	p := newProject(t, map[string]string{

@@ -55,7 +55,7 @@ func (d *Driver) applyHandler(ctx context.Context, h *hostRun, r *runtime.Resour
 		}
 		return false, nil
 	}
-	h.dirty = true
+	h.changing()
 	script := HandlerScript(hd)
 	if _, err := h.conn.run(ctx, script.String(), nil); err != nil {
 		return false, fmt.Errorf("%s %s: %w", hd.Action, hd.Service, err)
