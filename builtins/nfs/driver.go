@@ -42,7 +42,8 @@ func (e *Export) ExportsLine() string {
 	return strings.Join(parts, " ")
 }
 
-// Steps implements ssh.Composite: the server package, the directory, one
+// Steps implements ssh.Composite: the server package, the directory (with
+// the export's ownership), one
 // /etc/exports line for the path (the first line for it replaced, others
 // removed), the
 // NFS service enabled and started, and exportfs -ra when the line changed.
@@ -55,7 +56,7 @@ func (e *Export) Steps(f *ssh.HostFacts) ([]ssh.Step, error) {
 	on := true
 	return []ssh.Step{
 		{Label: "package", Task: &ssh.Package{Names: []string{pkg}, State: "present"}},
-		{Label: "directory", Task: &ssh.File{Path: e.Path, State: "directory"}},
+		{Label: "directory", Task: &ssh.File{Path: e.Path, State: "directory", Ownership: e.Ownership}},
 		{Label: "exports", Task: &ssh.KeyedLine{Path: "/etc/exports", Field: 0, Key: e.Path, Line: e.ExportsLine()}},
 		{Label: "service", Task: &ssh.Service{Name: svc, Enabled: &on, State: "started"}},
 		{Label: "exportfs", Task: &ssh.Command{Argv: []string{"exportfs", "-ra"}}, OnlyIfChanged: []int{2}},

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/studiorun/studiorun/builtins/ssh"
+	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
 
@@ -136,5 +137,33 @@ func TestMountStepsAndTheirFailureNameBothHosts(t *testing.T) {
 	}
 	if got := string(decs[2].Stdin); got != "/dev/sda1 / xfs defaults 0 0\n172.16.0.10:/srv/nfs/vfx /vfx nfs defaults 0 0\n" {
 		t.Errorf("fstab %q", got)
+	}
+}
+
+// The export's mode is its directory's: a share that clients write (their
+// root squashed to nobody) gets it, and a directory that lacks it is
+// changed.
+func TestExportDirectoryMode(t *testing.T) {
+	e := newExport()
+	mode := runtime.Mode(0o777)
+	e.Mode = &mode
+	steps, err := e.Steps(rocky)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := steps[1].Task.(*ssh.File).Mode; got == nil || *got != mode {
+		t.Fatalf("directory step mode %v, want 0777", got)
+	}
+	decs, err := ssh.DecideSteps(steps, rocky, exportProbes(e.ExportsLine()+"\n", "active"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if decs[1].Action != apply.Update || !strings.Contains(decs[1].Script.String(), "777") {
+		t.Errorf("a 755 directory is not made 0777: %s %s", decs[1].Action, decs[1].Script.String())
+	}
+	for _, i := range []int{2, 3, 4} {
+		if decs[i].Action != apply.NoOp {
+			t.Errorf("step %s: %s, want no change", steps[i].Label, decs[i].Action)
+		}
 	}
 }

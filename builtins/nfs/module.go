@@ -1,12 +1,15 @@
 // Package nfs is the Starlark module for NFS exports and mounts, each one
 // task on an ssh.host:
 //
-//	nfs.export(host, path, clients, options="rw,sync,no_subtree_check") -> nfs.export
+//	nfs.export(host, path, clients, options="rw,sync,no_subtree_check", mode=None, owner=None, group=None) -> nfs.export
 //	nfs.mount(host, server, export, path, options="defaults") -> nfs.mount
 //
 // An export brings, when applied, the NFS server package of the host's OS,
 // the directory, one /etc/exports line for it, `exportfs -ra` when that line
-// changed, and the NFS service enabled and started. A mount brings the
+// changed, and the NFS service enabled and started; mode, owner and group,
+// when given, are the directory's (as host.file's): the clients' root is
+// squashed to the anonymous user, so a share that clients write needs
+// them. A mount brings the
 // client package, the mount point, exactly one /etc/fstab entry for it, and
 // the filesystem mounted. server is an ssh.host or a host name; when it is
 // a host that exports the directory (anywhere in the script), the mount
@@ -37,12 +40,13 @@ var Module = &starlarkstruct.Module{
 }
 
 // Export is the spec of nfs.export: a directory of the host exported to
-// clients.
+// clients. Ownership is the directory's.
 type Export struct {
 	ssh.HostTask
 	Path    string   `json:"path"`
 	Clients []string `json:"clients"`
 	Options string   `json:"options"`
+	ssh.Ownership
 }
 
 // Kind implements runtime.Spec.
@@ -88,8 +92,10 @@ func stateOf(thread *starlark.Thread, fn string) (*state, error) {
 // export implements nfs.export.
 func export(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var hostV, clients starlark.Value
+	var own ssh.OwnershipArgs
 	spec := Export{Options: "rw,sync,no_subtree_check"}
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "host", &hostV, "path", &spec.Path, "clients", &clients, "options?", &spec.Options); err != nil {
+	params := append([]any{"host", &hostV, "path", &spec.Path, "clients", &clients, "options?", &spec.Options}, own.Params()...)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, params...); err != nil {
 		return nil, err
 	}
 	h, err := ssh.UnpackHost(b.Name(), "host", hostV)
@@ -98,6 +104,9 @@ func export(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	}
 	c := ssh.TaskCall{Fn: b.Name(), Host: h, Identity: spec.Path}
 	if err := checkExport(&spec, clients); err != nil {
+		return nil, c.Errorf("%v", err)
+	}
+	if spec.Ownership, err = c.Ownership(&own); err != nil {
 		return nil, c.Errorf("%v", err)
 	}
 	st, err := stateOf(thread, b.Name())

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -66,7 +67,7 @@ func (p *keyProvisioner) Provision(ctx context.Context, host runtime.Address, ad
 // SSH host keys.
 func TestDiskBuildFromDebianBase(t *testing.T) {
 	needPrograms(t, "qemu-system-x86_64", "qemu-img", "debootstrap")
-	dir := buildTestImage(t, "debian-base.sh")
+	dir := sshtest.BuildImage(t, "debian-base.sh")
 	base := filepath.Join(dir, "debian-12-base.qcow2")
 	keyData, err := os.ReadFile(base + ".key")
 	if err != nil {

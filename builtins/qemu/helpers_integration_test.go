@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime"
 )
 
@@ -32,36 +30,6 @@ func needPrograms(t *testing.T, progs ...string) {
 			needIntegration(t, fmt.Sprintf("%s is not installed", p))
 		}
 	}
-}
-
-var scriptMu sync.Mutex
-
-// buildTestImage runs testdata/images/<script> (cached by its inputs) and
-// returns the images folder; a script that exits 3 names what is missing.
-func buildTestImage(t *testing.T, script string) string {
-	t.Helper()
-	scriptMu.Lock()
-	defer scriptMu.Unlock()
-	dir := sshtest.ImagesDir()
-	cmd := exec.Command("sh", filepath.Join("..", "..", "testdata", "images", script), dir)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		needIntegration(t, fmt.Sprintf("testdata/images/%s: %s", script, strings.TrimSpace(string(out))))
-	}
-	if err != nil {
-		t.Fatalf("testdata/images/%s: %v\n%s", script, err, out)
-	}
-	t.Logf("testdata/images/%s: %s", script, strings.TrimSpace(lastLine(string(out))))
-	return dir
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
 
 // testReporter logs a build's notes and the end of its progress steps.

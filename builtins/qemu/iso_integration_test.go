@@ -17,6 +17,7 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime"
 )
 
@@ -44,7 +45,7 @@ func printableKeys() string {
 // command line it booted with, to the disk that became the output image.
 func TestISOBuildTypesBootCommandAndServesKickstart(t *testing.T) {
 	needPrograms(t, "qemu-system-x86_64", "qemu-img", "xorriso")
-	iso := filepath.Join(buildTestImage(t, "test-iso.sh"), "studiorun-test.iso")
+	iso := filepath.Join(sshtest.BuildImage(t, "test-iso.sh"), "studiorun-test.iso")
 	sum, err := sha256File(iso)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestISOWithWrongChecksumFailsBeforeQemu(t *testing.T) {
 // is left running, no build folder remains and no image is written.
 func TestCancelledBuildLeavesNothing(t *testing.T) {
 	needPrograms(t, "qemu-system-x86_64", "qemu-img", "xorriso")
-	iso := filepath.Join(buildTestImage(t, "test-iso.sh"), "studiorun-test.iso")
+	iso := filepath.Join(sshtest.BuildImage(t, "test-iso.sh"), "studiorun-test.iso")
 	sum, err := sha256File(iso)
 	if err != nil {
 		t.Fatal(err)

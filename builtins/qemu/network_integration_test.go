@@ -13,6 +13,7 @@ import (
 	"go.starlark.net/starlark"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -30,8 +31,8 @@ import (
 func TestBuildOnLibvirtNetwork(t *testing.T) {
 	needPrograms(t, "qemu-system-x86_64", "qemu-img", "xorriso", "debootstrap")
 	needLibvirt(t)
-	iso := filepath.Join(buildTestImage(t, "test-iso.sh"), "studiorun-test.iso")
-	images := buildTestImage(t, "debian-base.sh")
+	iso := filepath.Join(sshtest.BuildImage(t, "test-iso.sh"), "studiorun-test.iso")
+	images := sshtest.BuildImage(t, "debian-base.sh")
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "base"), 0o755); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/studiorun/studiorun/builtins/ssh"
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -29,7 +30,7 @@ import (
 // bootSOEClones).
 func TestSOEFromDebianBaseProvisionedBySSHDriver(t *testing.T) {
 	needPrograms(t, "qemu-system-x86_64", "qemu-img", "debootstrap")
-	images := buildTestImage(t, "debian-base.sh")
+	images := sshtest.BuildImage(t, "debian-base.sh")
 	root := t.TempDir()
 	for _, dir := range []string{".git", "scripts/keys", "build"} {
 		os.MkdirAll(filepath.Join(root, dir), 0o755)

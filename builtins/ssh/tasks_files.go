@@ -48,6 +48,17 @@ func (c TaskCall) ownership(o *ownershipArgs) (own Ownership, err error) {
 	return own, err
 }
 
+// OwnershipArgs are the optional mode=, owner= and group= arguments of a
+// task of another module that makes a directory or file (the directory of
+// nfs.export), checked as host.file checks its own.
+type OwnershipArgs struct{ args ownershipArgs }
+
+// Params returns mode=, owner= and group= for starlark.UnpackArgs.
+func (o *OwnershipArgs) Params() []any { return o.args.params() }
+
+// Ownership checks the arguments o and returns what they ask for.
+func (c TaskCall) Ownership(o *OwnershipArgs) (Ownership, error) { return c.ownership(&o.args) }
+
 // File is the spec of host.file: a regular file that must exist, a
 // directory (created with its parents), an absent path, or a touched file.
 type File struct {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,9 +42,9 @@ type VM struct {
 	client *ssh.Client // the test's own connection, for Exec and WriteFile
 }
 
-// needIntegration skips t with reason, or fails it when
+// NeedIntegration skips t with reason, or fails it when
 // STUDIORUN_REQUIRE_INTEGRATION=1 (CI).
-func needIntegration(t testing.TB, reason string) {
+func NeedIntegration(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv("STUDIORUN_REQUIRE_INTEGRATION") == "1" {
 		t.Fatalf("STUDIORUN_REQUIRE_INTEGRATION=1 and %s", reason)
@@ -64,6 +65,41 @@ func ImagesDir() string {
 	return filepath.Join(home, ".cache", "studiorun", "images")
 }
 
+var imageMu sync.Mutex
+
+// BuildImage runs testdata/images/<script> (which caches its image by its
+// inputs) and returns the folder holding the image, ImagesDir(). A script
+// that exits 3 names what is missing: t is skipped, or fails when
+// STUDIORUN_REQUIRE_INTEGRATION=1.
+func BuildImage(t testing.TB, script string) string {
+	t.Helper()
+	imageMu.Lock()
+	defer imageMu.Unlock()
+	path, err := repoFile(filepath.Join("testdata", "images", script), "")
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	dir := ImagesDir()
+	out, err := exec.Command("sh", path, dir).CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 3 {
+		NeedIntegration(t, fmt.Sprintf("testdata/images/%s: %s", script, strings.TrimSpace(string(out))))
+	}
+	if err != nil {
+		t.Fatalf("sshtest: testdata/images/%s: %v\n%s", script, err, out)
+	}
+	t.Logf("testdata/images/%s: %s", script, lastLine(string(out)))
+	return dir
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
 // BootVM boots a VM of the Debian base image for t (building the image
 // first if it is not cached) and waits until root can log in over SSH;
 // qemu is killed when t finishes. Without qemu-system-x86_64 or the
@@ -72,22 +108,9 @@ func ImagesDir() string {
 func BootVM(t testing.TB) *VM {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		needIntegration(t, "qemu-system-x86_64 is not installed")
+		NeedIntegration(t, "qemu-system-x86_64 is not installed")
 	}
-	script, err := repoFile("testdata/images/debian-base.sh", "")
-	if err != nil {
-		t.Fatalf("sshtest: %v", err)
-	}
-	dir := ImagesDir()
-	out, err := exec.Command("sh", script, dir).CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		needIntegration(t, fmt.Sprintf("testdata/images/debian-base.sh: %s", strings.TrimSpace(string(out))))
-	}
-	if err != nil {
-		t.Fatalf("sshtest: testdata/images/debian-base.sh: %v\n%s", err, out)
-	}
-	image := filepath.Join(dir, "debian-12-base.qcow2")
+	image := filepath.Join(BuildImage(t, "debian-base.sh"), "debian-12-base.qcow2")
 	vm := &VM{Address: "127.0.0.1", User: "root", KeyPath: image + ".key"}
 	keyPEM, err := os.ReadFile(vm.KeyPath)
 	if err != nil {
