@@ -504,9 +504,13 @@ func (d *Driver) shutdown(ctx context.Context, l *golibvirt.Libvirt, addr runtim
 	}
 	if err := l.DomainShutdown(dom); err == nil {
 		start := time.Now()
+		// A note at every tenth of the timeout (at least a second apart).
+		every := max(timeout/10, time.Second).Truncate(time.Second)
+		said := time.Duration(0)
 		for running() && time.Since(start) < timeout {
-			if rep != nil {
-				rep.Progress(addr, "waiting for shutdown", int64(time.Since(start)/time.Second), int64(timeout/time.Second))
+			if waited := time.Since(start).Truncate(every); rep != nil && waited > said {
+				said = waited
+				rep.Notef(addr, "waiting for the guest to shut down: %s of %s", waited, timeout)
 			}
 			select {
 			case <-ctx.Done():
