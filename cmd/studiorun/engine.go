@@ -86,6 +86,9 @@ func withEngine(c *cli.Context, fn func(ctx context.Context, e *apply.Engine, pl
 func applyChanges(ctx context.Context, c *cli.Context, e *apply.Engine, changes *apply.Changes) error {
 	e.Out.Changes(changes)
 	if changes.Empty() {
+		if changes.Reportable() {
+			return e.Apply(ctx, changes) // nothing changes: no need to ask
+		}
 		return nil
 	}
 	if err := confirm(c); err != nil {

@@ -52,6 +52,15 @@ ssh.inventory(groups = {"servers": hosts})
 	if code, out := run("plan", "--detailed-exitcode"); code != 0 {
 		t.Fatalf("plan after up: exit %d, want 0 (nothing to change)\n%s", code, out)
 	}
+	// An up with nothing to change still recaps the hosts, as Ansible does.
+	code, out = run("up", "--yes")
+	for _, h := range hosts {
+		for _, want := range []string{"ok: [" + h.Name + "] ssh.user ops\n", "  " + h.Name + "  ok=6 changed=0 failed=0 skipped=0 unreachable=0\n"} {
+			if code != 0 || !strings.Contains(out, want) {
+				t.Errorf("up with nothing to change: exit %d, want %q\n%s", code, want, out)
+			}
+		}
+	}
 	// --limit: a change on both hosts, applied to the first only.
 	if _, err := hosts[1].Exec("rm /etc/motd"); err != nil {
 		t.Fatal(err)

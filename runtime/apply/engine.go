@@ -71,6 +71,19 @@ func (c *Changes) Counts() map[Action]int {
 	return n
 }
 
+// Reportable reports whether applying changes is worth running although
+// the changes are empty: objects recognised without the state are then
+// recorded, and hosts get their "ok" lines and recap, as Ansible prints
+// them on a run that changes nothing.
+func (c *Changes) Reportable() bool {
+	for _, it := range c.items {
+		if it.host() != "" || (it.change.Recovered != nil && it.entry == nil) {
+			return true
+		}
+	}
+	return false
+}
+
 // Empty reports whether applying would change nothing.
 func (c *Changes) Empty() bool {
 	n := c.Counts()
