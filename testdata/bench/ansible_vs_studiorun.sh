@@ -238,7 +238,7 @@ studiorun_run() {
 # Preparation, not timed: the key, the binary, the cached root filesystem.
 ssh-keygen -q -t ed25519 -N '' -C studiorun-bench -f "$WORK/id_ed25519"
 if [ -n "${STUDIORUN_BIN:-}" ]; then
-  BIN=$STUDIORUN_BIN
+  BIN=$(readlink -f "$STUDIORUN_BIN") # the runs are in other folders
   [ -x "$BIN" ] || die "STUDIORUN_BIN=$BIN is not executable"
 else
   BIN=$WORK/studiorun

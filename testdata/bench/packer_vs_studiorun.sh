@@ -72,7 +72,7 @@ stamp() { perl -MTime::HiRes=time -ne 'BEGIN { $| = 1 } printf "%.3f %s", time, 
 at() { awk -v p="$2" 'index($0, p) { print $1; exit }' "$1"; }
 
 if [ -n "${STUDIORUN_BIN:-}" ]; then
-	SR=$STUDIORUN_BIN
+	SR=$(readlink -f "$STUDIORUN_BIN") # the builds run in other folders
 else
 	SR=$TMP/studiorun
 	(cd "$ROOT" && go build -o "$SR" ./cmd/studiorun)
