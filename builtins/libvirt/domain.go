@@ -3,6 +3,7 @@ package libvirt
 import (
 	"fmt"
 	"path"
+	"slices"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -58,6 +59,30 @@ const maxVCPUs = 4096
 // may ask to apply by replacing the domain instead of in place.
 var replaceable = []string{"disks", "max_memory", "max_vcpu", "memory", "nics", "serial_console", "vcpu"}
 
+// unpackAfter returns the domains that after= names: the domain starts
+// after them and, when it goes, is shut down before them (an NFS client
+// before its server).
+func unpackAfter(where string, after starlark.Value) ([]runtime.Address, error) {
+	seq, ok := after.(starlark.Indexable)
+	if !ok || after.Type() == "string" {
+		return nil, fmt.Errorf("%s: after: got %s, want a list of libvirt.domain values", where, after.Type())
+	}
+	var deps []runtime.Address
+	for i := 0; i < seq.Len(); i++ {
+		v := seq.Index(i)
+		ref, ok := v.(runtime.Referent)
+		if !ok || ref.Resource().Kind() != "libvirt.domain" {
+			got := v.Type()
+			if ok {
+				got = string(ref.Resource().Address)
+			}
+			return nil, fmt.Errorf("%s: after[%d]: got %s, want a libvirt.domain value", where, i, got)
+		}
+		deps = append(deps, ref.Resource().Address)
+	}
+	return deps, nil
+}
+
 // domain implements libvirt.domain.
 func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
@@ -65,12 +90,13 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	var maxVCPUArg, maxMemory, on starlark.Value = starlark.None, starlark.None, starlark.None
 	var shutdownTimeout starlark.Value = starlark.String("2m")
 	disks, nics, replaceOnChange := starlark.Value(starlark.NewList(nil)), starlark.Value(starlark.NewList(nil)), starlark.Value(starlark.NewList(nil))
+	after := starlark.Value(starlark.NewList(nil))
 	spec := Domain{VCPU: 1, Running: true, SerialConsole: true}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "vcpu?", &spec.VCPU, "memory?", &memory,
 		"disks?", &disks, "nics?", &nics, "max_vcpu?", &maxVCPUArg, "max_memory?", &maxMemory,
 		"autostart?", &spec.Autostart, "running?", &spec.Running, "serial_console?", &spec.SerialConsole,
 		"shutdown_timeout?", &shutdownTimeout, "replace_on_change?", &replaceOnChange,
-		"kernel?", &spec.Kernel, "initrd?", &spec.Initrd, "cmdline?", &spec.Cmdline, "on?", &on); err != nil {
+		"kernel?", &spec.Kernel, "initrd?", &spec.Initrd, "cmdline?", &spec.Cmdline, "on?", &on, "after?", &after); err != nil {
 		return nil, err
 	}
 	if err := checkName(b.Name(), name); err != nil {
@@ -104,13 +130,17 @@ func domain(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
+	afterDeps, err := unpackAfter(where, after)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkDomainHypervisor(thread, b.Name(), where, &spec); err != nil {
 		return nil, err
 	}
 	if err := checkRedeclared(thread, b.Name(), spec.Kind(), name, spec.On); err != nil {
 		return nil, err
 	}
-	r, err := runtime.Declare(thread, b.Name(), name, &spec, append(diskDeps, nicDeps...)...)
+	r, err := runtime.Declare(thread, b.Name(), name, &spec, slices.Concat(diskDeps, nicDeps, afterDeps)...)
 	if err != nil {
 		return nil, err
 	}
