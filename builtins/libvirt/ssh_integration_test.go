@@ -2,8 +2,6 @@ package libvirt_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/studiorun/studiorun/builtins/libvirt"
+	"github.com/studiorun/studiorun/builtins/ssh/sshtest"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
 
@@ -34,14 +33,7 @@ type sshForwarder struct {
 
 func startSSHForwarder(t *testing.T, clientKey ssh.PublicKey) *sshForwarder {
 	t.Helper()
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, signer := sshtest.NewKey(t)
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 		if string(k.Marshal()) == string(clientKey.Marshal()) {
 			return &ssh.Permissions{}, nil
@@ -115,10 +107,7 @@ func serveSSH(c net.Conn, cfg *ssh.ServerConfig) {
 func sshHome(t *testing.T) (home string, pub ssh.PublicKey) {
 	t.Helper()
 	home = t.TempDir()
-	pubKey, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, signer := sshtest.NewKey(t)
 	block, err := ssh.MarshalPrivateKey(priv, "studiorun test")
 	if err != nil {
 		t.Fatal(err)
@@ -129,11 +118,7 @@ func sshHome(t *testing.T) (home string, pub ssh.PublicKey) {
 	if err := os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), pem.EncodeToMemory(block), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pub, err = ssh.NewPublicKey(pubKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return home, pub
+	return home, signer.PublicKey()
 }
 
 func TestSSHURIConnectsThroughSSH(t *testing.T) {

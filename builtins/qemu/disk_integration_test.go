@@ -3,8 +3,6 @@ package qemu
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -77,8 +75,7 @@ func TestDiskBuildFromDebianBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, secondPriv, _ := ed25519.GenerateKey(rand.Reader)
-	second, _ := ssh.NewSignerFromKey(secondPriv)
+	_, second := sshtest.NewKey(t)
 
 	root := t.TempDir()
 	spec := &Image{

@@ -2,8 +2,6 @@ package qemu
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,8 +38,7 @@ func TestSOEFromDebianBaseProvisionedBySSHDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(root, "scripts", "soe.star"), soe, 0o644)
-	_, opsPriv, _ := ed25519.GenerateKey(rand.Reader)
-	ops, _ := gossh.NewSignerFromKey(opsPriv)
+	_, ops := sshtest.NewKey(t)
 	os.WriteFile(filepath.Join(root, "scripts", "keys", "ops.pub"), gossh.MarshalAuthorizedKey(ops.PublicKey()), 0o644)
 	for _, f := range []string{"debian-12-base.qcow2", "debian-12-base.qcow2.key"} {
 		if err := os.Symlink(filepath.Join(images, f), filepath.Join(root, "build", f)); err != nil {

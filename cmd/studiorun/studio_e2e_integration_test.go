@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -217,14 +216,7 @@ func copyProject(t *testing.T, dir string, files ...string) {
 // test's own, which SSH_AUTH_SOCK names for the CLI runs.
 func opsKey(t *testing.T, dir string) gossh.Signer {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, signer := sshtest.NewKey(t)
 	if err := os.MkdirAll(filepath.Join(dir, "scripts", "keys"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -298,22 +298,25 @@ func Hosts(t testing.TB, n int) []Host {
 	return hosts
 }
 
+// NewKey returns a new ed25519 private key and its signer.
+func NewKey(t testing.TB) (ed25519.PrivateKey, ssh.Signer) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, signer
+}
+
 // testKey writes a new ed25519 key pair for t's hosts.
 func testKey(t testing.TB) (keyPath string, signer ssh.Signer, pubPath string) {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, signer := NewKey(t)
 	block, err := ssh.MarshalPrivateKey(priv, "studiorun-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err = ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +326,7 @@ func testKey(t testing.TB) (keyPath string, signer ssh.Signer, pubPath string) {
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pubPath, ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil {
+	if err := os.WriteFile(pubPath, ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return keyPath, signer, pubPath
