@@ -44,48 +44,32 @@ func AttachNetwork(uri, name string) (*Attachment, error) {
 }
 
 func readAttachment(l *golibvirt.Libvirt, name string) (*Attachment, error) {
-	n, err := l.NetworkLookupByName(name)
-	if isNotFound(err) {
-		return nil, fmt.Errorf("no such network (virsh net-list --all lists them)")
-	}
+	n, x, err := readNetwork(l, name)
 	if err != nil {
 		return nil, err
+	}
+	if x == nil {
+		return nil, fmt.Errorf("no such network (virsh net-list --all lists them)")
 	}
 	if active, err := l.NetworkIsActive(n); err != nil {
 		return nil, err
 	} else if active == 0 {
 		return nil, fmt.Errorf("not running: start it (virsh net-start %s)", name)
 	}
-	s, err := l.NetworkGetXMLDesc(n, 0)
-	if err != nil {
-		return nil, err
-	}
-	var x libvirtxml.Network
-	if err := x.Unmarshal(s); err != nil {
-		return nil, fmt.Errorf("read its XML: %w", err)
-	}
 	a := &Attachment{Name: name, l: l, net: n}
 	if x.Bridge != nil {
 		a.Bridge = x.Bridge.Name
 	}
 	if a.Bridge == "" {
-		return nil, fmt.Errorf("it has no bridge (forward mode %s): a build VM joins a network through its bridge", forwardMode(&x))
+		return nil, fmt.Errorf("it has no bridge (forward mode %s): a build VM joins a network through its bridge", forwardMode(x))
 	}
 	for _, ip := range x.IPs {
 		if ip.Family != "" && ip.Family != "ipv4" || ip.DHCP == nil {
 			continue
 		}
-		addr, err := netip.ParseAddr(ip.Address)
-		if err != nil {
-			return nil, fmt.Errorf("its address %q: %w", ip.Address, err)
+		if a.Host, err = prefixOf(ip.Address, ip.Netmask, ip.Prefix); err != nil {
+			return nil, fmt.Errorf("its address: %w", err)
 		}
-		bits := int(ip.Prefix)
-		if ip.Netmask != "" {
-			if bits, err = maskBits(ip.Netmask); err != nil {
-				return nil, err
-			}
-		}
-		a.Host = netip.PrefixFrom(addr, bits)
 		return a, nil
 	}
 	return nil, fmt.Errorf("it has no IPv4 address with a DHCP server: the build's HTTP server listens on the host's address and the build VM's address comes from the DHCP leases")
@@ -97,25 +81,6 @@ func forwardMode(x *libvirtxml.Network) string {
 		return "isolated"
 	}
 	return x.Forward.Mode
-}
-
-// maskBits is the prefix length of a dotted netmask ("255.255.255.0": 24).
-func maskBits(mask string) (int, error) {
-	m, err := netip.ParseAddr(mask)
-	if err != nil || !m.Is4() {
-		return 0, fmt.Errorf("netmask %q: want a dotted IPv4 netmask", mask)
-	}
-	b := m.As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	bits := 0
-	for v&(1<<31) != 0 {
-		bits++
-		v <<= 1
-	}
-	if v != 0 {
-		return 0, fmt.Errorf("netmask %q is not contiguous", mask)
-	}
-	return bits, nil
 }
 
 // Lease returns the IPv4 address that the network's DHCP server leased

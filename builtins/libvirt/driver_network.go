@@ -134,7 +134,7 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 		if ip.Family != "" && ip.Family != "ipv4" {
 			continue
 		}
-		if p, ok := prefixOf(ip.Address, ip.Netmask, ip.Prefix); ok {
+		if p, err := prefixOf(ip.Address, ip.Netmask, ip.Prefix); err == nil {
 			subnet, gateway = p.Masked().String(), ip.Address
 		}
 		if ip.DHCP != nil && len(ip.DHCP.Ranges) > 0 {

@@ -66,30 +66,41 @@ func netmask(p netip.Prefix) string {
 	return netip.AddrFrom4(m).String()
 }
 
-// prefixOf returns the prefix of an <ip address netmask|prefix>.
-func prefixOf(address, mask string, prefix uint) (netip.Prefix, bool) {
+// prefixOf returns the address of an <ip address netmask|prefix> with its
+// prefix length (the host's address on the network: Masked is the
+// network); a missing length is /24, libvirt's default.
+func prefixOf(address, mask string, prefix uint) (netip.Prefix, error) {
 	a, err := netip.ParseAddr(address)
 	if err != nil {
-		return netip.Prefix{}, false
+		return netip.Prefix{}, fmt.Errorf("address %q: %w", address, err)
 	}
 	bits := int(prefix)
-	if mask != "" {
-		m, err := netip.ParseAddr(mask)
-		if err != nil || !m.Is4() {
-			return netip.Prefix{}, false
+	switch {
+	case mask != "":
+		if bits, err = maskBits(mask); err != nil {
+			return netip.Prefix{}, err
 		}
-		b := m.As4()
-		bits = 0
-		for _, octet := range b {
-			for i := 7; i >= 0; i-- {
-				if octet&(1<<i) != 0 {
-					bits++
-				}
-			}
-		}
-	} else if prefix == 0 {
+	case prefix == 0:
 		bits = 24
 	}
-	p, err := a.Prefix(bits)
-	return p, err == nil
+	return netip.PrefixFrom(a, bits), nil
+}
+
+// maskBits is the prefix length of a dotted netmask ("255.255.255.0": 24).
+func maskBits(mask string) (int, error) {
+	m, err := netip.ParseAddr(mask)
+	if err != nil || !m.Is4() {
+		return 0, fmt.Errorf("netmask %q: want a dotted IPv4 netmask", mask)
+	}
+	b := m.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	bits := 0
+	for v&(1<<31) != 0 {
+		bits++
+		v <<= 1
+	}
+	if v != 0 {
+		return 0, fmt.Errorf("netmask %q is not contiguous", mask)
+	}
+	return bits, nil
 }

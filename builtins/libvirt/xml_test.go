@@ -38,13 +38,16 @@ func TestNetmaskAndPrefix(t *testing.T) {
 	for _, bits := range []int{8, 16, 20, 24, 30} {
 		p := netip.MustParsePrefix("10.0.0.0/" + strconv.Itoa(bits))
 		m := netmask(p)
-		back, ok := prefixOf("10.0.0.1", m, 0)
-		if !ok || back.Bits() != bits {
+		back, err := prefixOf("10.0.0.1", m, 0)
+		if err != nil || back.Bits() != bits || back.Addr().String() != "10.0.0.1" {
 			t.Errorf("/%d: netmask %s reads back as %v", bits, m, back)
 		}
 	}
-	if p, ok := prefixOf("172.16.0.1", "", 24); !ok || p.Masked().String() != "172.16.0.0/24" {
-		t.Errorf("prefix attribute: %v", p)
+	if p, err := prefixOf("172.16.0.1", "", 24); err != nil || p.Masked().String() != "172.16.0.0/24" {
+		t.Errorf("prefix attribute: %v, %v", p, err)
+	}
+	if _, err := prefixOf("10.0.0.1", "255.0.255.0", 0); err == nil || !strings.Contains(err.Error(), "not contiguous") {
+		t.Errorf("a netmask with a hole: %v, want an error", err)
 	}
 }
 

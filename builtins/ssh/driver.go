@@ -3,8 +3,6 @@ package ssh
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -713,9 +711,7 @@ func (d *Driver) probeNext(h *hostRun, after runtime.Address, script *Script) (*
 	if err != nil || len(scripts) == 0 {
 		return nil, ""
 	}
-	b := make([]byte, 12)
-	rand.Read(b)
-	marker := "@@studiorun-next-" + hex.EncodeToString(b)
+	marker := "@@studiorun-next-" + randomHex(24)
 	script.Cmd("echo", marker)
 	script.Add("( " + buildCheck(scripts) + ") </dev/null")
 	return &nextProbes{addr: next.Address}, marker

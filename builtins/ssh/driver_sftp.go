@@ -2,8 +2,6 @@ package ssh
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -185,9 +183,7 @@ func writeTemp(sc *sftp.Client, u *UploadFile, r io.Reader, size int64) (token, 
 			return "", "", fmt.Errorf("make directory %s: %w", dir, err)
 		}
 	}
-	b := make([]byte, uploadTokenLen/2)
-	rand.Read(b)
-	token = hex.EncodeToString(b)
+	token = randomHex(uploadTokenLen)
 	tmp = dir + "/.studiorun." + token
 	w, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -1,6 +1,8 @@
 package ssh
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"strings"
 )
 
@@ -154,4 +156,12 @@ func parentDir(p string) string {
 		return "/"
 	}
 	return p[:i]
+}
+
+// randomHex returns n random hexadecimal digits (n even), for the names
+// and markers that a host must not be able to guess or collide with.
+func randomHex(n int) string {
+	b := make([]byte, n/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

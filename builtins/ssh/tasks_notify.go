@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"fmt"
+	"slices"
 
 	"go.starlark.net/starlark"
 
@@ -141,10 +142,8 @@ func declareHandlers(b *runtime.Builder) error {
 
 // appendNew appends a to list unless it is there already.
 func appendNew(list []runtime.Address, a runtime.Address) []runtime.Address {
-	for _, x := range list {
-		if x == a {
-			return list
-		}
+	if slices.Contains(list, a) {
+		return list
 	}
 	return append(list, a)
 }

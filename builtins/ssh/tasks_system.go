@@ -5,8 +5,9 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/studiorun/studiorun/runtime"
 	"go.starlark.net/starlark"
+
+	"github.com/studiorun/studiorun/runtime"
 )
 
 // Package is the spec of host.package: packages installed (present, or
