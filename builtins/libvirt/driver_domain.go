@@ -523,7 +523,9 @@ func (d *Driver) shutdown(ctx context.Context, l *golibvirt.Libvirt, addr runtim
 		if rep != nil {
 			rep.Notef(addr, "the guest did not shut down within %s: forcing it off", timeout)
 		}
-		if err := l.DomainDestroy(dom); err != nil && !isNotFound(err) {
+		// The guest may power off between the check and the destroy:
+		// then it is off, as asked.
+		if err := l.DomainDestroy(dom); err != nil && !isNotFound(err) && running() {
 			return fmt.Errorf("%s: force off domain %s at %s: %w", addr, dom.Name, d.uri, err)
 		}
 	}
