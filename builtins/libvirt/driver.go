@@ -19,6 +19,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/studiorun/studiorun/builtins/dhcp"
+	"github.com/studiorun/studiorun/builtins/internal/kvm"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -122,40 +123,51 @@ func (d *Driver) Close() error {
 
 // domainType decides the <domain type> for the driver's URI: "test" on
 // test:///, else STUDIORUN_DOMAIN_TYPE when set ("kvm" or "qemu"), else
-// "kvm" when the hypervisor's capabilities offer it for x86_64 guests
-// (and, for a local URI, /dev/kvm opens), else "qemu", software
-// emulation. libvirt offers kvm wherever /dev/kvm exists, also where
-// nested KVM cannot run guests: set STUDIORUN_DOMAIN_TYPE=qemu (or
-// Driver.DomainType) there.
-func (d *Driver) domainType(l *golibvirt.Libvirt) string {
+// "kvm" when the hypervisor's capabilities offer it for x86_64 guests and
+// it works, else "qemu", software emulation. libvirt offers kvm wherever
+// /dev/kvm exists, also where nested KVM cannot run guests, so on a local
+// hypervisor a probe guest decides (package kvm); a remote one is taken at
+// its word. notice says why a domain falls back to software emulation, on
+// the first call that decides it.
+func (d *Driver) domainType(l *golibvirt.Libvirt) (typ, notice string) {
 	d.typeMu.Lock()
 	defer d.typeMu.Unlock()
 	if d.DomainType != "" {
-		return d.DomainType
+		return d.DomainType, ""
 	}
+	emulator, offered := hypervisorKVM(l)
 	switch env := os.Getenv("STUDIORUN_DOMAIN_TYPE"); {
 	case strings.HasPrefix(d.uri, "test:"):
 		d.DomainType = "test"
 	case env == "kvm" || env == "qemu":
 		d.DomainType = env
-	case hypervisorOffersKVM(l) && (isRemote(d.uri) || localKVM()):
+	case !offered:
+		d.DomainType = "qemu"
+	case isRemote(d.uri) || !canOpenKVM():
+		// Not ours to probe: a remote host, or a /dev/kvm that only
+		// libvirt's qemu user may open.
 		d.DomainType = "kvm"
 	default:
-		d.DomainType = "qemu"
+		if st := kvm.Probe(context.Background(), emulator); st.OK {
+			d.DomainType = "kvm"
+		} else {
+			d.DomainType = "qemu"
+			notice = fmt.Sprintf("KVM does not work here (%s): domains run under software emulation (type qemu), several times slower; STUDIORUN_DOMAIN_TYPE=kvm forces KVM", st.Reason)
+		}
 	}
-	return d.DomainType
+	return d.DomainType, notice
 }
 
-// hypervisorOffersKVM reports whether libvirt's capabilities list a kvm
-// domain type for x86_64 guests.
-func hypervisorOffersKVM(l *golibvirt.Libvirt) bool {
+// hypervisorKVM reports whether libvirt's capabilities list a kvm domain
+// type for x86_64 guests, and the emulator that would run them.
+func hypervisorKVM(l *golibvirt.Libvirt) (emulator string, ok bool) {
 	b, err := l.Capabilities()
 	if err != nil {
-		return false
+		return "", false
 	}
 	var caps libvirtxml.Caps
 	if err := caps.Unmarshal(string(b)); err != nil {
-		return false
+		return "", false
 	}
 	for _, g := range caps.Guests {
 		if g.OSType != "hvm" || g.Arch.Name != "x86_64" {
@@ -163,11 +175,18 @@ func hypervisorOffersKVM(l *golibvirt.Libvirt) bool {
 		}
 		for _, dom := range g.Arch.Domains {
 			if dom.Type == "kvm" {
-				return true
+				emulator = g.Arch.Emulator
+				if dom.Emulator != "" {
+					emulator = dom.Emulator
+				}
+				if emulator == "" {
+					emulator = "qemu-system-x86_64"
+				}
+				return emulator, true
 			}
 		}
 	}
-	return false
+	return "", false
 }
 
 // isRemote reports whether a URI names another host.
@@ -176,11 +195,12 @@ func isRemote(uri string) bool {
 	return err == nil && u.Host != ""
 }
 
-// localKVM reports whether /dev/kvm can be opened here.
-func localKVM() bool {
+// canOpenKVM reports whether this process may open /dev/kvm (to probe
+// it): a missing one is no permission problem.
+func canOpenKVM() bool {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
-		return false
+		return !os.IsPermission(err)
 	}
 	f.Close()
 	return true

@@ -276,7 +276,11 @@ func (d *Driver) applyDomain(ctx context.Context, l *golibvirt.Libvirt, r *runti
 		return nil, fmt.Errorf("%s: %w", r.Address, err)
 	}
 	if v == nil {
-		doc, err := d.domainXML(l, r, spec, disks).Marshal()
+		typ, notice := d.domainType(l)
+		if notice != "" {
+			rep.Notef(r.Address, "%s", notice)
+		}
+		doc, err := domainXML(typ, r, spec, disks).Marshal()
 		if err != nil {
 			return nil, fmt.Errorf("%s: domain XML: %w", r.Address, err)
 		}

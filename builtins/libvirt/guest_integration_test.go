@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
 
+	"github.com/studiorun/studiorun/builtins/internal/kvm"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
 
@@ -160,6 +163,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// checkDomainType checks that domain name is of type kvm where KVM runs
+// guests here and of type qemu (software emulation) where it does not,
+// as under a hypervisor without nested virtualisation, with a note that
+// says why.
+func checkDomainType(t *testing.T, l *golibvirt.Libvirt, name string, rep *reporter) {
+	t.Helper()
+	dom, err := l.DomainLookupByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := l.DomainGetXMLDesc(dom, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x libvirtxml.Domain
+	if err := x.Unmarshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	probe := kvm.Probe(context.Background(), "qemu-system-x86_64")
+	want, note := "kvm", ""
+	if !probe.OK {
+		want, note = "qemu", "KVM does not work here ("+probe.Reason+"): domains run under software emulation"
+	}
+	t.Logf("KVM works here: %v (%s): domain type %s", probe.OK, probe.Reason, x.Type)
+	if x.Type != want {
+		t.Errorf("domain %s is of type %q, want %q", name, x.Type, want)
+	}
+	if note != "" && !slices.ContainsFunc(rep.notes, func(n string) bool { return strings.Contains(n, note) }) {
+		t.Errorf("notes %q, want one saying %q", rep.notes, note)
+	}
+}
+
 // TestGuestGetsItsReservedLease boots a tiny guest (a Debian kernel and a
 // busybox initramfs, direct kernel boot, software emulation) on
 // qemu:///system with MAC 02:00:00:00:00:01 on a network that reserves an
@@ -171,7 +206,7 @@ func TestGuestGetsItsReservedLease(t *testing.T) {
 	if _, err := os.Stat("/run/libvirt/virtlogd-sock"); err != nil {
 		integrationSkip(t, "virtlogd is not running (start it with virtlogd -d): a guest cannot start: %v", err)
 	}
-	t.Setenv("STUDIORUN_DOMAIN_TYPE", "qemu") // nested KVM does not work here
+	t.Setenv("STUDIORUN_DOMAIN_TYPE", "") // the driver decides: KVM where it works
 	kernel, initrd := buildGuest(t)
 	subnet := freeSubnet(t)
 	gateway, reserved := hostIn(subnet, 1), hostIn(subnet, 10)
@@ -209,6 +244,7 @@ libvirt.domain(%q, memory = 256, vcpu = 1, nics = [libvirt.nic(network = net, ma
 	start := time.Now()
 	st.up(t, d, plan, rep)
 	applied := time.Since(start)
+	checkDomainType(t, l, domName, rep)
 
 	// The guest's console, for the log (and the reason of a failure).
 	console := &syncBuffer{}

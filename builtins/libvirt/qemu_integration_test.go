@@ -64,7 +64,6 @@ func TestQemuSystemPoolUploadOverlayNetwork(t *testing.T) {
 	running := err == nil
 
 	d := newDriver(t, qemuURI, root)
-	d.DomainType = "qemu" // nested KVM does not work here
 	l := connect(t, qemuURI)
 	st := state{}
 	rep := &reporter{}

@@ -136,10 +136,10 @@ func hasSCSIController(x *libvirtxml.Domain) bool {
 	return false
 }
 
-// domainXML builds the definition of a new domain.
-func (d *Driver) domainXML(l *golibvirt.Libvirt, r *runtime.Resource, spec *Domain, disks []diskDevice) *libvirtxml.Domain {
+// domainXML builds the definition of a new domain of type typ.
+func domainXML(typ string, r *runtime.Resource, spec *Domain, disks []diskDevice) *libvirtxml.Domain {
 	x := &libvirtxml.Domain{
-		Type:          d.domainType(l),
+		Type:          typ,
 		Name:          r.Name,
 		Metadata:      &libvirtxml.DomainMetadata{XML: ownerXML(r.Address)},
 		Memory:        &libvirtxml.DomainMemory{Value: uint(maxMemory(spec)), Unit: "MiB"},

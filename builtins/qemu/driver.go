@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/studiorun/studiorun/builtins/internal/kvm"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -65,7 +66,7 @@ type Driver struct {
 	tools Tools
 
 	kvmOnce sync.Once
-	kvm     kvmStatus
+	kvmSeen kvm.Status
 
 	mu        sync.Mutex
 	plan      *runtime.Plan
@@ -224,7 +225,7 @@ func (d *Driver) Apply(ctx context.Context, r *runtime.Resource, c *apply.Change
 func (d *Driver) newBuild(r *runtime.Resource, spec *Image, rep apply.Reporter) *build {
 	b := &build{
 		addr: r.Address, name: r.Name, spec: spec, root: d.root, rep: rep,
-		tools: d.tools, opts: &d.opts, kvm: d.kvmStatus,
+		tools: d.tools, opts: &d.opts, probeKVM: d.kvmStatus,
 	}
 	for _, t := range d.tasks(spec) {
 		if t.Address != spec.ProvisionHost {
@@ -261,23 +262,23 @@ func (publishStep) cleanup(*build)                          {}
 // kvmStatus probes KVM once per driver. The probe has its own timeout and
 // ignores ctx: a build cancelled during the probe must not leave the
 // verdict "does not work" for the others.
-func (d *Driver) kvmStatus(context.Context) kvmStatus {
+func (d *Driver) kvmStatus(context.Context) kvm.Status {
 	d.kvmOnce.Do(func() {
 		system := d.opts.QemuSystem
 		if system == "" {
 			system = "qemu-system-x86_64"
 		}
-		d.kvm = probeKVM(context.Background(), system)
+		d.kvmSeen = kvm.Probe(context.Background(), system)
 	})
-	return d.kvm
+	return d.kvmSeen
 }
 
 // kvmStatus asks the driver's probe.
-func (b *build) kvmStatus(ctx context.Context) kvmStatus {
-	if b.spec.Accelerator == "tcg" || b.kvm == nil {
-		return kvmStatus{Reason: "not probed"}
+func (b *build) kvmStatus(ctx context.Context) kvm.Status {
+	if b.spec.Accelerator == "tcg" || b.probeKVM == nil {
+		return kvm.Status{Reason: "not probed"}
 	}
-	return b.kvm(ctx)
+	return b.probeKVM(ctx)
 }
 
 // Delete implements apply.Driver: it removes the image and its manifest.

@@ -125,7 +125,7 @@ func kickstartMarker(t *testing.T, image, kickstart string) []byte {
 	}
 	ksSum := sha256.Sum256([]byte(kickstart))
 	if want := "studiorun-ks-ok " + hex.EncodeToString(ksSum[:]) + "\n"; !strings.HasPrefix(string(data), want) {
-		t.Fatalf("the disk starts with %q, want the marker %q", firstLine(string(data)), want)
+		t.Fatalf("the disk starts with %q, want the marker %q", strings.SplitN(string(data), "\n", 2)[0], want)
 	}
 	return data
 }

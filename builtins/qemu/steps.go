@@ -18,6 +18,7 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/studiorun/studiorun/builtins/internal/kvm"
 	"github.com/studiorun/studiorun/builtins/libvirt"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
@@ -36,14 +37,14 @@ type step interface {
 
 // build is what the steps of one image build share.
 type build struct {
-	addr  runtime.Address
-	name  string
-	spec  *Image
-	root  string // the project root
-	rep   apply.Reporter
-	tools Tools
-	opts  *Options
-	kvm   func(context.Context) kvmStatus // probes KVM, once per driver
+	addr     runtime.Address
+	name     string
+	spec     *Image
+	root     string // the project root
+	rep      apply.Reporter
+	tools    Tools
+	opts     *Options
+	probeKVM func(context.Context) kvm.Status // probes KVM, once per driver
 
 	// Set by stepOutput.
 	outDir string // the absolute output_dir

@@ -39,7 +39,7 @@ var (
 // dev host is then read from the export on the NFS server: the real NFS
 // round trip between two VMs. A plan after it and a second up change
 // nothing; down leaves nothing behind. Where KVM does not work (nested
-// guests), run it with STUDIORUN_DOMAIN_TYPE=qemu (TCG).
+// guests) the domains run under software emulation.
 func TestStudioEndToEnd(t *testing.T) {
 	requireLibvirtd(t)
 	for _, p := range []string{"qemu-system-x86_64", "qemu-img"} {
