@@ -156,11 +156,12 @@ func TestOnePlanTwoHypervisors(t *testing.T) {
 	if poolExists(hv1, hv1Pool) || networkExists(hv1, hv1Network) {
 		t.Fatalf("qemu:///system already has a pool or network %s: a previous run left it; remove it (virsh net-destroy/net-undefine, pool-destroy/pool-undefine)", hv1Pool)
 	}
-	root := projectRoot(t)
-	state := apply.StatePath(root, hvScript)
-	if _, err := os.Stat(state); err == nil {
-		t.Fatalf("%s exists: a previous run left it; run 'studiorun %s down --yes' first", state, hvScript)
+	root := t.TempDir() // the state lands in this project, not in the repository
+	if err := os.Mkdir(filepath.Join(root, ".git"), 0o755); err != nil {
+		t.Fatal(err)
 	}
+	copyProject(t, root, hvScript)
+	state := apply.StatePath(root, hvScript)
 	poolDir := filepath.Join(t.TempDir(), "render")
 	subnet := freeSubnet(t, hv1)
 	flags := []string{"--var", "pool_dir=" + poolDir, "--var", "subnet=" + subnet, "--libvirt-uri", labURI}
@@ -171,7 +172,6 @@ func TestOnePlanTwoHypervisors(t *testing.T) {
 	t.Cleanup(func() {
 		run("down", "--yes")
 		removeHV1Objects(hv1)
-		os.Remove(state)
 	})
 
 	if code, out := run("up", "--yes"); code != 0 {

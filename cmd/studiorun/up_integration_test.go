@@ -43,26 +43,25 @@ func holdTestDriver(t *testing.T) {
 func TestStudioUpPlanDownOnTestDriver(t *testing.T) {
 	requireLibvirtd(t)
 	holdTestDriver(t)
-	root := projectRoot(t)
+	// A project of its own (a .git folder marks its root), so that the
+	// state lands in it and not in the repository.
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyProject(t, root, "scripts/studio.star", "scripts/studio_hosts.star")
 	images := t.TempDir()
 	image := filepath.Join(images, "vfx-studio-soe_0.1.0.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", image, "64M").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v\n%s", err, out)
 	}
-	// The state lives in the project; a test must not leave one behind.
 	state := filepath.Join(root, ".studiorun", "studio.state.json")
-	if _, err := os.Stat(state); err == nil {
-		t.Fatalf("%s exists: a previous run left it; run 'studiorun scripts/studio.star down --yes --libvirt-uri test:///default' first", state)
-	}
 	flags := []string{"--libvirt-uri", "test:///default", "--var", "image_root=" + images}
 	run := func(args ...string) (int, string) {
 		code, out, errOut := studiorun(t, root, append(append([]string{"scripts/studio.star"}, args...), flags...)...)
 		return code, out + errOut
 	}
-	t.Cleanup(func() {
-		run("down", "--yes")
-		os.Remove(state)
-	})
+	t.Cleanup(func() { run("down", "--yes") })
 
 	if code, out := run("up", "--yes", "--var", "dev_host_count=3"); code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, out)
