@@ -2,7 +2,7 @@
 GO ?= go
 BIN := build/studiorun
 
-.PHONY: all build demo images test lint fuzz bench clean
+.PHONY: all build demo deps images test lint fuzz bench clean
 
 # Test and demo images, built from Debian packages and cached outside git.
 IMAGES_DIR ?= $(or $(STUDIORUN_CACHE),$(HOME)/.cache/studiorun)/images
@@ -12,15 +12,17 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/studiorun
 
-# For now the demo checks and renders the three scripts' plans; the drivers
-# of later issues make it build the image and run the studio.
+# The studio from end to end (scripts/demo.sh): the three scripts' plans,
+# then, as root, the SOE image, the fleet on libvirt, the roles over SSH,
+# a file shared over NFS, and down. What it needs and lacks is installed
+# first (.ci/deps) as root on Debian or Ubuntu.
 demo: build
-	$(BIN) scripts/soe.star check --var source=disk --var base_image=build/debian-12-base.qcow2
-	$(BIN) scripts/studio.star check
-	$(BIN) scripts/servers.star check
-	$(BIN) scripts/soe.star plan --offline --var source=disk --var base_image=build/debian-12-base.qcow2
-	$(BIN) scripts/studio.star plan --offline --var dev_host_count=3
-	$(BIN) scripts/servers.star plan --offline
+	bash scripts/demo.sh
+
+# As root on Debian or Ubuntu: the packages the tests and the demo need,
+# and libvirtd started.
+deps:
+	bash .ci/deps
 
 # The Debian 12 base image (needs root: debootstrap) and the test ISO;
 # build/debian-12-base.qcow2 links to the cached image for soe.star.
@@ -47,7 +49,9 @@ fuzz:
 # no-op up of the 3-host studio, on libvirt's test driver (needs libvirtd);
 # issue 4's six tasks on 10 and 30 test hosts, then side by side with
 # ansible-playbook (needs root and ansible); the SOE disk build side by side
-# with Packer 1.6.6 (needs packer and make images).
+# with Packer 1.6.6 (needs packer and make images); 50 libvirt domains side by
+# side with Terraform's libvirt provider (built from the Go module proxy on
+# the first run, cached).
 bench: build
 	$(GO) test ./builtins -run '^$$' -bench '^BenchmarkEvalStudio$$' -benchmem -count 5
 	$(GO) test ./cmd/studiorun -run '^$$' -bench '^BenchmarkUp50Domains$$' -benchtime 3x -count 3
@@ -56,6 +60,7 @@ bench: build
 	$(GO) test ./builtins/ssh -run '^$$' -bench '^BenchmarkUpload$$' -benchtime 3x -count 3
 	bash testdata/bench/ansible_vs_studiorun.sh
 	STUDIORUN_BIN=$(BIN) bash testdata/bench/packer_vs_studiorun.sh
+	STUDIORUN_BIN=$(BIN) bash testdata/bench/terraform_vs_studiorun.sh
 
 clean:
 	rm -rf build
