@@ -88,21 +88,26 @@ finish() {
 }
 trap finish EXIT
 
+# The hosts' addresses: studio_hosts.star numbers them from the subnet's
+# base, .10 the NFS server and .11 the first dev host.
+IFS=./ read -r a b c d _ <<<"${DEMO_SUBNET:-172.16.0.0/24}"
+nfs=$a.$b.$c.$((d + 10))
+dev=$a.$b.$c.$((d + 11))
+
 step "3/5 the fleet"
-"$BIN" scripts/studio.star up --yes "${subnet_vars[@]}"
+"$BIN" scripts/studio.star up --yes "${subnet_vars[@]}" | tee "$DEMO/studio.up"
 
 step "4/5 the roles, over SSH as ops (the guests are still booting: up waits for their SSH)"
+# Guests created in this run have new host keys: forget the old ones.
+if grep -q '^libvirt\.domain\..*: created' "$DEMO/studio.up" && [ -f "$DEMO/known_hosts" ]; then
+  for h in "$nfs" "$dev"; do ssh-keygen -q -R "$h" -f "$DEMO/known_hosts" >/dev/null 2>&1 || true; done
+fi
 eval "$(ssh-agent -s)" >/dev/null
 ssh-add -q "$KEY"
 servers=(--known-hosts "$DEMO/known_hosts" --connect-timeout 5m --var "ops_public_key_file=$KEY.pub" "${subnet_vars[@]}")
 "$BIN" scripts/servers.star up --yes --accept-new-host-keys "${servers[@]}"
 
 step "5/5 the share: written on vfx-dev-001, read on vfx-nfs-001"
-# The hosts' addresses: studio_hosts.star numbers them from the subnet's
-# base, .10 the NFS server and .11 the first dev host.
-IFS=./ read -r a b c d _ <<<"${DEMO_SUBNET:-172.16.0.0/24}"
-nfs=$a.$b.$c.$((d + 10))
-dev=$a.$b.$c.$((d + 11))
 opsh() {
   local host=$1
   shift
