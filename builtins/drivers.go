@@ -145,7 +145,10 @@ type hypervisors struct {
 	drivers map[string]*libvirt.Driver // by URI
 }
 
-var _ apply.Driver = (*hypervisors)(nil)
+var (
+	_ apply.Driver    = (*hypervisors)(nil)
+	_ apply.Container = (*hypervisors)(nil)
+)
 
 // driver returns the libvirt.Driver of uri, creating it on first use.
 func (h *hypervisors) driver(uri string) *libvirt.Driver {
@@ -220,6 +223,11 @@ func (h *hypervisors) entryHypervisor(e *apply.Entry) string {
 		}
 	}
 	return h.orDefault(spec.On)
+}
+
+// ContainerOf implements apply.Container.
+func (h *hypervisors) ContainerOf(e *apply.Entry) (runtime.Address, bool) {
+	return libvirt.ContainerOf(e)
 }
 
 // Diff implements apply.Driver.

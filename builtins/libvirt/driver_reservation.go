@@ -166,16 +166,41 @@ func dnsFor(x *libvirtxml.Network, hostname string) []libvirtxml.NetworkDNSHost 
 	return dns
 }
 
+// recordedReservation is what the state's entry of a reservation holds
+// (its attributes as JSON) that its deletion needs.
+type recordedReservation struct {
+	Network  runtime.Address `json:"network"`
+	MAC      string          `json:"mac"`
+	Hostname string          `json:"hostname"`
+}
+
+// readReservationEntry reads a reservation's entry.
+func readReservationEntry(e *apply.Entry) (*recordedReservation, error) {
+	var spec recordedReservation
+	if err := json.Unmarshal(e.Spec, &spec); err != nil || spec.Network == "" {
+		return nil, fmt.Errorf("%s: the state's entry does not name the reservation's network", e.Address)
+	}
+	return &spec, nil
+}
+
+// ContainerOf tells the engine (apply.Container) that a reservation's host
+// entries are in its network's definition and go with it.
+func ContainerOf(e *apply.Entry) (runtime.Address, bool) {
+	if e.Kind != "dhcp.reservation" {
+		return "", false
+	}
+	spec, err := readReservationEntry(e)
+	if err != nil {
+		return "", false
+	}
+	return spec.Network, true
+}
+
 // deleteReservation removes a reservation's host entries.
 func (d *Driver) deleteReservation(l *golibvirt.Libvirt, e *apply.Entry) error {
-	// The entry's spec is the reservation's attributes as JSON.
-	var spec struct {
-		Network  runtime.Address `json:"network"`
-		MAC      string          `json:"mac"`
-		Hostname string          `json:"hostname"`
-	}
-	if err := json.Unmarshal(e.Spec, &spec); err != nil || spec.Network == "" {
-		return fmt.Errorf("%s: the state's entry does not name the reservation's network", e.Address)
+	spec, err := readReservationEntry(e)
+	if err != nil {
+		return err
 	}
 	netName := spec.Network.Name()
 	mu := d.netLock(netName)

@@ -28,6 +28,9 @@ type step struct {
 	// unchanged marks a step whose driver found nothing to change after
 	// all (ErrUnchanged).
 	unchanged bool
+	// container is the deletion of the object that holds this step's
+	// object and takes it along (Container): this step only forgets it.
+	container *step
 
 	waiting    int
 	dependents []*step

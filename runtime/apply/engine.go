@@ -224,8 +224,14 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 			byAddr[it.address()] = s
 		}
 	}
-	// An object is deleted after the objects that depend on it.
+	// An object is deleted after the objects that depend on it, except an
+	// object that goes with its container: the container is deleted first.
 	for _, s := range deletes {
+		if c := containerStep(s, byAddr); c != nil {
+			s.container = c
+			s.after = append(s.after, c)
+			continue
+		}
 		for _, dep := range s.item.entry.DependsOn {
 			if d, ok := byAddr[dep]; ok {
 				d.after = append(d.after, s)
@@ -317,11 +323,30 @@ func (e *Engine) recover(it *item) {
 	}
 }
 
+// containerStep returns the deletion of the object that holds s's object
+// and takes it along, when both are deleted (not replaced) in this run.
+func containerStep(s *step, byAddr map[runtime.Address]*step) *step {
+	ct, ok := s.item.driver.(Container)
+	if !ok || s.item.change.Action != Delete {
+		return nil
+	}
+	addr, ok := ct.ContainerOf(s.item.entry)
+	if !ok {
+		return nil
+	}
+	if c := byAddr[addr]; c != nil && c.item.change.Action == Delete {
+		return c
+	}
+	return nil
+}
+
 func (e *Engine) runDelete(s *step) error {
 	it := s.item
 	start := time.Now()
 	e.Out.started(it, Delete)
-	if err := it.driver.Delete(context.Background(), it.entry, e.Out); err != nil {
+	if s.container != nil {
+		e.Out.Notef(it.address(), "gone with %s", s.container.item.address())
+	} else if err := it.driver.Delete(context.Background(), it.entry, e.Out); err != nil {
 		e.Out.finished(it, Delete, start, err)
 		return err
 	}

@@ -74,10 +74,13 @@ type injectDriver struct {
 	running, maxRunning int
 	hosts               map[string]int // things being applied per host
 	maxHosts            int            // hosts with things applied at once
+	// containers: a thing named "in-*" lives inside the first thing it
+	// comes after (as a DHCP reservation in its network) and goes with it.
+	containers map[runtime.Address]runtime.Address
 }
 
 func newInjectDriver() *injectDriver {
-	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, unchanged: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}, hosts: map[string]int{}}
+	return &injectDriver{objects: map[runtime.Address]int{}, failOn: map[runtime.Address]bool{}, unchanged: map[runtime.Address]bool{}, slow: map[runtime.Address]bool{}, hosts: map[string]int{}, containers: map[runtime.Address]runtime.Address{}}
 }
 
 func (d *injectDriver) Route(string, json.RawMessage) (Driver, error) { return d, nil }
@@ -140,6 +143,9 @@ func (d *injectDriver) Apply(_ context.Context, r *runtime.Resource, c *Change, 
 	}
 	d.mu.Lock()
 	d.objects[r.Address] = r.Spec.(*thing).Size
+	if strings.HasPrefix(r.Name, "in-") && len(r.DependsOn) > 0 {
+		d.containers[r.Address] = r.DependsOn[0]
+	}
 	if d.hosts[host]--; d.hosts[host] <= 0 {
 		delete(d.hosts, host)
 	}
@@ -154,8 +160,21 @@ func (d *injectDriver) Delete(_ context.Context, e *Entry, _ Reporter) error {
 	}
 	d.mu.Lock()
 	delete(d.objects, e.Address)
+	for in, c := range d.containers {
+		if c == e.Address {
+			delete(d.objects, in)
+		}
+	}
 	d.mu.Unlock()
 	return nil
+}
+
+// ContainerOf implements Container for the "in-*" things.
+func (d *injectDriver) ContainerOf(e *Entry) (runtime.Address, bool) {
+	if !strings.HasPrefix(e.Name, "in-") || len(e.DependsOn) == 0 {
+		return "", false
+	}
+	return e.DependsOn[0], true
 }
 
 func (d *injectDriver) Close() error { return nil }
@@ -376,6 +395,64 @@ func TestRemovedDeclarationIsDeletedDependentsFirst(t *testing.T) {
 	}
 	if _, ok := d.objects["test.thing.a"]; ok {
 		t.Error("a still exists")
+	}
+}
+
+func TestContainedObjectsGoWithTheirContainer(t *testing.T) {
+	const fleet = `
+net = test.thing("net")
+test.thing("in-a", after = [net])
+test.thing("in-b", after = [net])
+test.thing("user", after = [net])
+`
+	f := newFixture(t)
+	d := f.driver
+	if _, err := f.up(fleet, 8); err != nil {
+		t.Fatal(err)
+	}
+
+	// Its container stays: the driver deletes it from the container.
+	d.log = nil
+	if _, err := f.up(strings.Replace(fleet, `test.thing("in-b", after = [net])`, "", 1), 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(d.log, ", "); got != "delete test.thing.in-b" {
+		t.Errorf("removing in-b alone: log %q, want its deletion by the driver", got)
+	}
+
+	// The container goes too, failing: what it holds stays, in the state
+	// and in the container.
+	d.log = nil
+	d.failOn["test.thing.net"] = true
+	if _, err := f.up(`test.thing("other")`, 8); err == nil {
+		t.Fatal("deleting net: want the injected failure")
+	}
+	if d.index("delete test.thing.in-a") >= 0 {
+		t.Errorf("in-a deleted by the driver although its container was deleted too: %v", d.log)
+	}
+	if _, ok := d.objects["test.thing.in-a"]; !ok {
+		t.Errorf("in-a is gone although the deletion of its container failed")
+	}
+
+	// The container goes: deleted first, and what it held is only forgotten.
+	d.log = nil
+	delete(d.failOn, "test.thing.net")
+	f.out.Reset()
+	if _, err := f.up(`test.thing("other")`, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(d.log, ", "); got != "delete test.thing.net" {
+		t.Errorf("log %q, want only the container deleted by the driver (user went in the failed run)", got)
+	}
+	if !strings.Contains(f.out.String(), "test.thing.in-a: gone with test.thing.net\n") {
+		t.Errorf("output does not say in-a went with its container:\n%s", f.out.String())
+	}
+	if _, ok := d.objects["test.thing.in-a"]; ok {
+		t.Errorf("in-a still exists")
+	}
+	changes, err := f.up(`test.thing("other")`, 8)
+	if err != nil || !changes.Empty() {
+		t.Errorf("a run after: empty=%v err=%v (in-a still in the state?)\n%s", changes.Empty(), err, f.out.String())
 	}
 }
 
