@@ -92,3 +92,56 @@ func TestStudioUpPlanDownOnTestDriver(t *testing.T) {
 		t.Errorf("down left owned objects in the state:\n%s", data)
 	}
 }
+
+// TestReplacedNetworkTakesItsReservationsAlong changes what forces a
+// network to be replaced (its DNS domain): its DHCP reservations, which
+// live in its definition, are replaced with it, so the up converges (a
+// plan after it is empty) and the new network holds both hosts.
+func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
+	requireLibvirtd(t)
+	holdTestDriver(t)
+	l := dialLibvirt(t, "test:///default")
+	const netName = "studiorun-replace-net"
+	if networkExists(l, netName) {
+		t.Fatalf("test:///default already has network %s (another run of this test holds the driver?)", netName)
+	}
+	dir := tempProject(t, "network_replace.star")
+	run := func(args ...string) (int, string) {
+		code, out, errOut := studiorun(t, dir, append(append([]string{"network_replace.star"}, args...), "--libvirt-uri", "test:///default")...)
+		return code, out + errOut
+	}
+	t.Cleanup(func() { run("down", "--yes") })
+	if code, out := run("up", "--yes"); code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, out)
+	}
+	code, out := run("up", "--yes", "--var", "dns_domain=two.test")
+	if code != 0 {
+		t.Fatalf("up with a new DNS domain: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"-/+ libvirt.network.studiorun-replace-net",
+		"-/+ dhcp.reservation.studiorun-replace-h1\n      ~ libvirt.network.studiorun-replace-net  # forces replacement  # holds it, and is replaced",
+		"dhcp.reservation.studiorun-replace-h2: gone with libvirt.network.studiorun-replace-net",
+		"Apply complete: 3 replaced.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up with a new DNS domain does not say %q:\n%s", want, out)
+		}
+	}
+	if code, out := run("plan", "--detailed-exitcode", "--var", "dns_domain=two.test"); code != 0 {
+		t.Errorf("plan after the replace: exit %d, want 0 (no changes)\n%s", code, out)
+	}
+	net, err := l.NetworkLookupByName(netName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := l.NetworkGetXMLDesc(net, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"studiorun-replace-h1", "studiorun-replace-h2", "two.test"} {
+		if !strings.Contains(doc, h) {
+			t.Errorf("the new network's definition lacks %s:\n%s", h, doc)
+		}
+	}
+}

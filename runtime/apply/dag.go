@@ -31,6 +31,9 @@ type step struct {
 	// container is the deletion of the object that holds this step's
 	// object and takes it along (Container): this step only forgets it.
 	container *step
+	// deletion marks a step of the deletion phase (for a replace, its
+	// first half).
+	deletion bool
 
 	waiting    int
 	dependents []*step

@@ -160,6 +160,7 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 		sort.Strings(errs)
 		return nil, fmt.Errorf("cannot plan %d resource(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
 	}
+	replaceWithContainers(items)
 	declared := map[runtime.Address]bool{}
 	for _, r := range p.Resources {
 		declared[r.Address] = true
@@ -175,6 +176,27 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 		return nil, err
 	}
 	return &Changes{items: append(deletions, items...)}, nil
+}
+
+// replaceWithContainers replaces the objects that a replaced container
+// holds (Container): deleting the container takes them along, so they are
+// made again in the new one.
+func replaceWithContainers(items []*item) {
+	byAddr := map[runtime.Address]*item{}
+	for _, it := range items {
+		byAddr[it.address()] = it
+	}
+	for _, it := range items {
+		ct, ok := it.driver.(Container)
+		if !ok || it.entry == nil || (it.change.Action != NoOp && it.change.Action != Update) {
+			continue
+		}
+		addr, ok := ct.ContainerOf(it.entry)
+		if c := byAddr[addr]; ok && c != nil && c.change.Action == Replace {
+			it.change.Action = Replace
+			it.change.Attrs = append([]AttrChange{{Name: string(addr), ForcesReplace: true, Note: "holds it, and is replaced"}}, it.change.Attrs...)
+		}
+	}
 }
 
 func (e *Engine) diff(ctx context.Context, it *item) error {
@@ -219,7 +241,7 @@ func (e *Engine) Apply(ctx context.Context, c *Changes) error {
 	for _, it := range c.items {
 		switch it.change.Action {
 		case Delete, Replace:
-			s := &step{item: it}
+			s := &step{item: it, deletion: true}
 			deletes = append(deletes, s)
 			byAddr[it.address()] = s
 		}
@@ -324,20 +346,17 @@ func (e *Engine) recover(it *item) {
 }
 
 // containerStep returns the deletion of the object that holds s's object
-// and takes it along, when both are deleted (not replaced) in this run.
+// and takes it along, when both are deleted (or replaced) in this run.
 func containerStep(s *step, byAddr map[runtime.Address]*step) *step {
 	ct, ok := s.item.driver.(Container)
-	if !ok || s.item.change.Action != Delete {
+	if !ok {
 		return nil
 	}
 	addr, ok := ct.ContainerOf(s.item.entry)
 	if !ok {
 		return nil
 	}
-	if c := byAddr[addr]; c != nil && c.item.change.Action == Delete {
-		return c
-	}
-	return nil
+	return byAddr[addr] // a deletion or a replace's
 }
 
 func (e *Engine) runDelete(s *step) error {

@@ -456,6 +456,44 @@ test.thing("user", after = [net])
 	}
 }
 
+func TestContainedObjectsAreReplacedWithTheirContainer(t *testing.T) {
+	const fleet = `
+net = test.thing("net", size = %d)
+test.thing("in-a", after = [net])
+test.thing("user", after = [net])
+`
+	f := newFixture(t)
+	d := f.driver
+	if _, err := f.up(fmt.Sprintf(fleet, 5), 8); err != nil {
+		t.Fatal(err)
+	}
+	d.log = nil
+	f.out.Reset()
+	changes, err := f.up(fmt.Sprintf(fleet, 2), 8) // net is replaced
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := changes.Counts(); n[Replace] != 2 {
+		t.Errorf("want net and in-a replaced, got %v\n%s", n, f.out.String())
+	}
+	if !strings.Contains(f.out.String(), "-/+ test.thing.in-a\n      ~ test.thing.net  # forces replacement  # holds it, and is replaced\n") {
+		t.Errorf("the plan does not say why in-a is replaced:\n%s", f.out.String())
+	}
+	if !strings.Contains(f.out.String(), "Apply complete: 2 replaced.") {
+		t.Errorf("the summary does not count 2 replaced:\n%s", f.out.String())
+	}
+	if got := strings.Join(d.log, ", "); got != "delete test.thing.net, create test.thing.net, create test.thing.in-a" {
+		t.Errorf("log %q, want net deleted and made again, then in-a made again in it", got)
+	}
+	if _, ok := d.objects["test.thing.in-a"]; !ok {
+		t.Errorf("in-a is not made again in the new net")
+	}
+	changes, err = f.up(fmt.Sprintf(fleet, 2), 8)
+	if err != nil || !changes.Empty() {
+		t.Errorf("a run after: empty=%v err=%v\n%s", changes.Empty(), err, f.out.String())
+	}
+}
+
 func TestReplaceDeletesThenCreates(t *testing.T) {
 	f := newFixture(t)
 	if _, err := f.up(`test.thing("x", size = 5)`, 8); err != nil {

@@ -149,7 +149,7 @@ func (o *Output) summary(steps []*step) error {
 		case a == NoOp || s.unchanged:
 			continue // a host's unchanged task: the recap counts it
 		case s.status == succeeded:
-			if a == Replace && s.item.res == nil {
+			if a == Replace && s.deletion {
 				continue // the deletion half of a replace
 			}
 			counts[verbs[a][1]]++
