@@ -28,10 +28,10 @@
 # lacks json): built once and cached, ~40 s the first time.
 set -euo pipefail
 
-die() { echo "ansible_vs_studiorun: $*" >&2; exit 1; }
-say() { echo "ansible_vs_studiorun: $*" >&2; }
-
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH=ansible_vs_studiorun
+# shellcheck source=testdata/bench/lib.sh
+. "$HERE/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 TESTHOSTS=$REPO/testdata/hosts/testhosts.sh
 COUNTS=${STUDIORUN_BENCH_HOSTS:-10 30}
@@ -55,7 +55,7 @@ done
 export STUDIORUN_TESTHOSTS_EXTRA_PACKAGES=python3,python3-apt
 export STUDIORUN_TESTHOSTS_OWNER=$$
 
-WORK=$(mktemp -d /tmp/studiorun-bench.XXXXXX)
+bench_workdir studiorun-bench
 PREFIX="srbench$$"
 HOSTS_FILE=$WORK/hosts.list # names of the hosts up now, one a line
 : >"$HOSTS_FILE"
@@ -80,23 +80,7 @@ hosts_down() {
   : >"$HOSTS_FILE"
 }
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  hosts_down || true
-  if [ "${STUDIORUN_BENCH_KEEP:-}" = 1 ]; then
-    say "work dir kept: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+bench_cleanup() { hosts_down; }
 
 # up_one TAG I: host I of TAG, named $PREFIX-TAG-I; its "NAME ADDRESS" in
 # $WORK/up-TAG/I.out. The host must let the test key log in as root over SSH

@@ -31,10 +31,10 @@
 #   STUDIORUN_BENCH_KEEP      1: keep the work dir (logs, state) on exit
 set -euo pipefail
 
-die() { echo "terraform_vs_studiorun: $*" >&2; exit 1; }
-say() { echo "terraform_vs_studiorun: $*" >&2; }
-
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH=terraform_vs_studiorun
+# shellcheck source=testdata/bench/lib.sh
+. "$HERE/lib.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 N=${STUDIORUN_BENCH_HOSTS:-50}
 P=${STUDIORUN_BENCH_PARALLEL:-8}
@@ -53,27 +53,16 @@ for name in tf-bench-net studiorun-bench-net; do
   ! virsh -c "$URI" net-info "$name" >/dev/null 2>&1 || die "network $name already exists at $URI: remove it first"
 done
 
-WORK=$(mktemp -d /tmp/studiorun-tfbench.XXXXXX)
+bench_workdir studiorun-tfbench
 chmod 755 "$WORK" # the pools are in it: libvirt's qemu user reads them
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
+bench_cleanup() {
   if [ -f "$WORK/tf/terraform.tfstate" ]; then
     tf destroy -auto-approve -var pool_path="$WORK/tf-pool" >/dev/null 2>&1 || true
   fi
   if [ -d "$WORK/sr/.studiorun" ]; then
     sr down --yes >/dev/null 2>&1 || true
   fi
-  if [ "${STUDIORUN_BENCH_KEEP:-}" = 1 ]; then
-    say "work dir kept: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # The tools: studiorun, terraform and the provider.
 BIN=${STUDIORUN_BIN:-}
@@ -116,9 +105,6 @@ cp "$HERE/fleet.tf" "$WORK/tf/"
 cp "$REPO/testdata/apply/bench_fleet.star" "$WORK/sr/"
 qemu-img create -q -f qcow2 "$WORK/tf/base.img" 64M
 cp "$WORK/tf/base.img" "$WORK/sr/base.img"
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # timed NAME LOG CMD...: runs CMD, its output to LOG; the wall time goes to
 # $WORK/NAME.time. A failure stops the run and shows the log.
