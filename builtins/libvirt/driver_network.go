@@ -2,7 +2,9 @@ package libvirt
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -94,6 +96,10 @@ func readNetwork(l *golibvirt.Libvirt, name string) (golibvirt.Network, *libvirt
 // networkState is what Diff read of a network, for Apply.
 type networkState struct {
 	exists, active bool
+	// oldRange is the DHCP range to replace, live, when the declared one
+	// differs (nil: the network has none).
+	oldRange, newRange *libvirtxml.NetworkDHCPRange
+	rangeChanged       bool
 }
 
 // diffNetwork compares a network with its declaration.
@@ -129,7 +135,8 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 		}
 	}
 	forces("mode", mode, spec.Mode)
-	var subnet, gateway, dhcpRange string
+	var subnet, gateway string
+	var oldRange *libvirtxml.NetworkDHCPRange
 	for _, ip := range x.IPs {
 		if ip.Family != "" && ip.Family != "ipv4" {
 			continue
@@ -138,17 +145,16 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 			subnet, gateway = p.Masked().String(), ip.Address
 		}
 		if ip.DHCP != nil && len(ip.DHCP.Ranges) > 0 {
-			dhcpRange = ip.DHCP.Ranges[0].Start + "-" + ip.DHCP.Ranges[0].End
+			oldRange = &libvirtxml.NetworkDHCPRange{Start: ip.DHCP.Ranges[0].Start, End: ip.DHCP.Ranges[0].End}
 		}
 		break
 	}
 	forces("subnet", subnet, spec.Subnet.String())
 	forces("gateway", gateway, spec.Gateway.String())
-	wantRange := ""
+	var newRange *libvirtxml.NetworkDHCPRange
 	if spec.DHCPRange != nil {
-		wantRange = spec.DHCPRange.Start.String() + "-" + spec.DHCPRange.End.String()
+		newRange = &libvirtxml.NetworkDHCPRange{Start: spec.DHCPRange.Start.String(), End: spec.DHCPRange.End.String()}
 	}
-	forces("dhcp_range", dhcpRange, wantRange)
 	domainName := ""
 	if x.Domain != nil {
 		domainName = x.Domain.Name
@@ -162,7 +168,17 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 		forces("bridge", bridge, spec.Bridge)
 	}
 	if c.Action == apply.Replace {
+		if attached := activeDomainsOn(l, r.Name); len(attached) > 0 {
+			c.Attrs = append(c.Attrs, apply.AttrChange{Name: "running domains", Note: fmt.Sprintf(
+				"%s lose their link: libvirt does not attach running guests to a network made again; shut them down and start them after the up", strings.Join(attached, ", "))})
+		}
 		return c, nil
+	}
+	st := networkState{exists: true, oldRange: oldRange, newRange: newRange}
+	if old, want := rangeString(oldRange), rangeString(newRange); old != want {
+		c.Action = apply.Update
+		c.Attrs = append(c.Attrs, apply.AttrChange{Name: "dhcp_range", Old: old, New: want, Note: "applied live"})
+		st.rangeChanged = true
 	}
 	autostart, err := l.NetworkGetAutostart(net)
 	if err != nil {
@@ -180,8 +196,45 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 		c.Action = apply.Update
 		c.Attrs = append(c.Attrs, apply.AttrChange{Name: "active", Old: "false", New: "true", Note: "the network is started"})
 	}
-	c.Private = networkState{exists: true, active: active != 0}
+	st.active = active != 0
+	c.Private = st
 	return c, nil
+}
+
+// rangeString shows a DHCP range as the plan does: "start-end", or "".
+func rangeString(r *libvirtxml.NetworkDHCPRange) string {
+	if r == nil {
+		return ""
+	}
+	return r.Start + "-" + r.End
+}
+
+// activeDomainsOn returns the running domains with an interface on
+// network name, sorted.
+func activeDomainsOn(l *golibvirt.Libvirt, name string) []string {
+	doms, _, err := l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive)
+	if err != nil {
+		return nil
+	}
+	var on []string
+	for _, dom := range doms {
+		doc, err := l.DomainGetXMLDesc(dom, 0)
+		if err != nil {
+			continue
+		}
+		var x libvirtxml.Domain
+		if x.Unmarshal(doc) != nil || x.Devices == nil {
+			continue
+		}
+		for _, iface := range x.Devices.Interfaces {
+			if iface.Source != nil && iface.Source.Network != nil && iface.Source.Network.Network == name {
+				on = append(on, dom.Name)
+				break
+			}
+		}
+	}
+	sort.Strings(on)
+	return on
 }
 
 // applyNetwork creates, updates or replaces a network.
@@ -214,7 +267,32 @@ func (d *Driver) applyNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *N
 	if err := l.NetworkSetAutostart(net, boolInt(spec.Autostart)); err != nil {
 		return nil, fmt.Errorf("set autostart of network %s at %s: %w", r.Name, d.uri, err)
 	}
+	if st, ok := c.Private.(networkState); ok && st.rangeChanged && x != nil {
+		if err := d.changeRange(l, net, st.oldRange, st.newRange); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Address, err)
+		}
+	}
 	return entry(r, uuidString(net.UUID)), nil
+}
+
+// changeRange replaces a network's DHCP range, live and in its
+// definition, without restarting it (its guests keep their link): the new
+// range is added, then the old one removed.
+func (d *Driver) changeRange(l *golibvirt.Libvirt, net golibvirt.Network, old, new *libvirtxml.NetworkDHCPRange) error {
+	mu := d.netLock(net.Name)
+	mu.Lock()
+	defer mu.Unlock()
+	if new != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionIPDhcpRange, new); err != nil {
+			return fmt.Errorf("add DHCP range %s to network %s at %s: %w", rangeString(new), net.Name, d.uri, err)
+		}
+	}
+	if old != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionIPDhcpRange, old); err != nil {
+			return fmt.Errorf("remove DHCP range %s from network %s at %s: %w", rangeString(old), net.Name, d.uri, err)
+		}
+	}
+	return nil
 }
 
 // deleteNetwork removes an owned network; a missing one is not an error.
@@ -261,6 +339,22 @@ func (d *Driver) removeNetwork(l *golibvirt.Libvirt, name string) error {
 		return fmt.Errorf("undefine network %s at %s: %w", name, d.uri, err)
 	}
 	return nil
+}
+
+// networkUpdate runs one NetworkUpdate on the live network (when it runs)
+// and its persistent definition. go-libvirt's NetworkUpdateCompat asks
+// libvirtd which order it expects Command and Section in (libvirt's wire
+// protocol had them swapped until 1.2.x) and calls NetworkUpdate with it.
+func (d *Driver) networkUpdate(l *golibvirt.Libvirt, net golibvirt.Network, cmd golibvirt.NetworkUpdateCommand, section golibvirt.NetworkUpdateSection, elem interface{ Marshal() (string, error) }) error {
+	doc, err := elem.Marshal()
+	if err != nil {
+		return err
+	}
+	flags := golibvirt.NetworkUpdateAffectConfig
+	if active, err := l.NetworkIsActive(net); err == nil && active != 0 {
+		flags |= golibvirt.NetworkUpdateAffectLive
+	}
+	return l.NetworkUpdateCompat(net, cmd, section, -1, doc, flags)
 }
 
 // boolInt is libvirt's int32 for a flag.

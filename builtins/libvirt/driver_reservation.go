@@ -131,29 +131,29 @@ func (d *Driver) applyReservation(l *golibvirt.Libvirt, r *runtime.Resource, spe
 	// entries of its old IP or of this hostname.
 	dh, dns := findHosts(x, string(spec.MAC), spec.Hostname)
 	if dh != nil && (dh.IP != spec.IP.String() || dh.Name != spec.Hostname) {
-		if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandModify, golibvirt.NetworkSectionIPDhcpHost, ptr(dhcpHost(spec))); err != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandModify, golibvirt.NetworkSectionIPDhcpHost, ptr(dhcpHost(spec))); err != nil {
 			return nil, fmt.Errorf("%s: modify DHCP host %s in network %s at %s: %w", r.Address, spec.MAC, netName, d.uri, err)
 		}
 		if dh.Name != spec.Hostname {
 			for _, h := range dnsFor(x, dh.Name) {
-				if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionDNSHost, ptr(h)); err != nil {
+				if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionDNSHost, ptr(h)); err != nil {
 					return nil, fmt.Errorf("%s: delete DNS host %s from network %s at %s: %w", r.Address, dh.Name, netName, d.uri, err)
 				}
 			}
 		}
 	}
 	if dh == nil {
-		if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionIPDhcpHost, ptr(dhcpHost(spec))); err != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionIPDhcpHost, ptr(dhcpHost(spec))); err != nil {
 			return nil, fmt.Errorf("%s: add DHCP host %s to network %s at %s: %w", r.Address, spec.MAC, netName, d.uri, err)
 		}
 	}
 	if !dnsMatches(dns, spec) {
 		for _, h := range dns {
-			if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionDNSHost, ptr(h)); err != nil {
+			if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionDNSHost, ptr(h)); err != nil {
 				return nil, fmt.Errorf("%s: delete DNS host %s from network %s at %s: %w", r.Address, spec.Hostname, netName, d.uri, err)
 			}
 		}
-		if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionDNSHost, ptr(dnsHost(spec))); err != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionDNSHost, ptr(dnsHost(spec))); err != nil {
 			return nil, fmt.Errorf("%s: add DNS host %s to network %s at %s: %w", r.Address, spec.Hostname, netName, d.uri, err)
 		}
 	}
@@ -219,32 +219,16 @@ func (d *Driver) deleteReservation(l *golibvirt.Libvirt, e *apply.Entry) error {
 	}
 	dh, dns := findHosts(x, mac, spec.Hostname)
 	if dh != nil {
-		if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionIPDhcpHost, ptr(*dh)); err != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionIPDhcpHost, ptr(*dh)); err != nil {
 			return fmt.Errorf("%s: delete DHCP host %s from network %s at %s: %w", e.Address, mac, netName, d.uri, err)
 		}
 	}
 	for _, h := range dns {
-		if err := d.updateHost(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionDNSHost, ptr(h)); err != nil {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionDNSHost, ptr(h)); err != nil {
 			return fmt.Errorf("%s: delete DNS host %s from network %s at %s: %w", e.Address, spec.Hostname, netName, d.uri, err)
 		}
 	}
 	return nil
-}
-
-// updateHost runs one NetworkUpdate on the live network (when it runs)
-// and its persistent definition. go-libvirt's NetworkUpdateCompat asks
-// libvirtd which order it expects Command and Section in (libvirt's wire
-// protocol had them swapped until 1.2.x) and calls NetworkUpdate with it.
-func (d *Driver) updateHost(l *golibvirt.Libvirt, net golibvirt.Network, cmd golibvirt.NetworkUpdateCommand, section golibvirt.NetworkUpdateSection, host interface{ Marshal() (string, error) }) error {
-	doc, err := host.Marshal()
-	if err != nil {
-		return err
-	}
-	flags := golibvirt.NetworkUpdateAffectConfig
-	if active, err := l.NetworkIsActive(net); err == nil && active != 0 {
-		flags |= golibvirt.NetworkUpdateAffectLive
-	}
-	return l.NetworkUpdateCompat(net, cmd, section, -1, doc, flags)
 }
 
 // orMissing names a missing network when err is nil.

@@ -93,11 +93,12 @@ func TestStudioUpPlanDownOnTestDriver(t *testing.T) {
 	}
 }
 
-// TestReplacedNetworkTakesItsReservationsAlong changes what forces a
-// network to be replaced (its DNS domain): its DHCP reservations, which
-// live in its definition, are replaced with it, so the up converges (a
-// plan after it is empty) and the new network holds both hosts.
-func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
+// networkTest runs studiorun on testdata/apply/network_replace.star (a
+// network, two reservations and a running domain on it) on
+// test:///default, in a project of its own, and returns the runner and a
+// reader of the network's definition.
+func networkTest(t *testing.T) (run func(args ...string) (int, string), netXML func() string) {
+	t.Helper()
 	requireLibvirtd(t)
 	holdTestDriver(t)
 	l := dialLibvirt(t, "test:///default")
@@ -106,7 +107,7 @@ func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
 		t.Fatalf("test:///default already has network %s (another run of this test holds the driver?)", netName)
 	}
 	dir := tempProject(t, "network_replace.star")
-	run := func(args ...string) (int, string) {
+	run = func(args ...string) (int, string) {
 		code, out, errOut := studiorun(t, dir, append(append([]string{"network_replace.star"}, args...), "--libvirt-uri", "test:///default")...)
 		return code, out + errOut
 	}
@@ -114,12 +115,34 @@ func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
 	if code, out := run("up", "--yes"); code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, out)
 	}
+	netXML = func() string {
+		net, err := l.NetworkLookupByName(netName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := l.NetworkGetXMLDesc(net, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	return run, netXML
+}
+
+// TestReplacedNetworkTakesItsReservationsAlong changes what forces a
+// network to be replaced (its DNS domain): its DHCP reservations, which
+// live in its definition, are replaced with it, so the up converges (a
+// plan after it is empty) and the new network holds both hosts; the plan
+// warns that the running domain on it loses its link.
+func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
+	run, netXML := networkTest(t)
 	code, out := run("up", "--yes", "--var", "dns_domain=two.test")
 	if code != 0 {
 		t.Fatalf("up with a new DNS domain: exit %d\n%s", code, out)
 	}
 	for _, want := range []string{
 		"-/+ libvirt.network.studiorun-replace-net",
+		"~ running domains  # studiorun-replace-dom lose their link",
 		"-/+ dhcp.reservation.studiorun-replace-h1\n      ~ libvirt.network.studiorun-replace-net  # forces replacement  # holds it, and is replaced",
 		"dhcp.reservation.studiorun-replace-h2: gone with libvirt.network.studiorun-replace-net",
 		"Apply complete: 3 replaced.",
@@ -131,17 +154,41 @@ func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
 	if code, out := run("plan", "--detailed-exitcode", "--var", "dns_domain=two.test"); code != 0 {
 		t.Errorf("plan after the replace: exit %d, want 0 (no changes)\n%s", code, out)
 	}
-	net, err := l.NetworkLookupByName(netName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := l.NetworkGetXMLDesc(net, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := netXML()
 	for _, h := range []string{"studiorun-replace-h1", "studiorun-replace-h2", "two.test"} {
 		if !strings.Contains(doc, h) {
 			t.Errorf("the new network's definition lacks %s:\n%s", h, doc)
 		}
+	}
+}
+
+// TestDHCPRangeChangesInPlace changes a network's DHCP range: an update in
+// place (NetworkUpdate, live), not a replace, so its reservations and its
+// guests' links stay.
+func TestDHCPRangeChangesInPlace(t *testing.T) {
+	run, netXML := networkTest(t)
+	code, out := run("up", "--yes", "--var", "range_end=8")
+	if code != 0 {
+		t.Fatalf("up with a new DHCP range: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"~ libvirt.network.studiorun-replace-net\n      ~ dhcp_range: 10.251.44.2-10.251.44.9 -> 10.251.44.2-10.251.44.8  # applied live",
+		"Apply complete: 1 updated.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up with a new DHCP range does not say %q:\n%s", want, out)
+		}
+	}
+	if code, out := run("plan", "--detailed-exitcode", "--var", "range_end=8"); code != 0 {
+		t.Errorf("plan after the change: exit %d, want 0 (no changes)\n%s", code, out)
+	}
+	doc := netXML()
+	for _, want := range []string{"end='10.251.44.8'", "studiorun-replace-h1", "studiorun-replace-h2"} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("the network's definition lacks %s:\n%s", want, doc)
+		}
+	}
+	if strings.Contains(doc, "end='10.251.44.9'") {
+		t.Errorf("the network still has the old range:\n%s", doc)
 	}
 }
