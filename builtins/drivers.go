@@ -146,8 +146,9 @@ type hypervisors struct {
 }
 
 var (
-	_ apply.Driver    = (*hypervisors)(nil)
-	_ apply.Container = (*hypervisors)(nil)
+	_ apply.Driver             = (*hypervisors)(nil)
+	_ apply.Container          = (*hypervisors)(nil)
+	_ apply.DependencyReplacer = (*hypervisors)(nil)
 )
 
 // driver returns the libvirt.Driver of uri, creating it on first use.
@@ -223,6 +224,11 @@ func (h *hypervisors) entryHypervisor(e *apply.Entry) string {
 		}
 	}
 	return h.orDefault(spec.On)
+}
+
+// DependencyReplaced implements apply.DependencyReplacer.
+func (h *hypervisors) DependencyReplaced(r *runtime.Resource, c *apply.Change, dep *runtime.Resource) {
+	libvirt.DependencyReplaced(r, c, dep)
 }
 
 // ContainerOf implements apply.Container.

@@ -13,6 +13,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/studiorun/studiorun/builtins/dhcp"
 	"github.com/studiorun/studiorun/runtime"
 	"github.com/studiorun/studiorun/runtime/apply"
 )
@@ -235,7 +236,7 @@ func (d *Driver) diffDomain(l *golibvirt.Libvirt, r *runtime.Resource, spec *Dom
 		return nil, fmt.Errorf("%s: %w", r.Address, err)
 	}
 	ops := planDomain(v, spec, disks)
-	c := &apply.Change{Action: apply.NoOp, Attrs: ops.attrs}
+	c := &apply.Change{Action: apply.NoOp, Attrs: ops.attrs, Private: &domainDiff{running: v.running}}
 	switch {
 	case ops.replace:
 		c.Action = apply.Replace
@@ -243,6 +244,47 @@ func (d *Driver) diffDomain(l *golibvirt.Libvirt, r *runtime.Resource, spec *Dom
 		c.Action = apply.Update
 	}
 	return c, nil
+}
+
+// domainDiff is what the diff of an existing domain hands its apply.
+type domainDiff struct {
+	running bool
+	// replug lists the MACs of NICs to unplug and plug again, live: their
+	// network is made again in this run, and libvirt does not attach
+	// running guests to it.
+	replug []string
+}
+
+// DependencyReplaced plans what the replace of dep means for r (it
+// implements apply.DependencyReplacer, through the hypervisors' router):
+// a reservation in a replaced network is made again in the new one; a
+// running domain's NICs on it are plugged in again, live.
+func DependencyReplaced(r *runtime.Resource, c *apply.Change, dep *runtime.Resource) {
+	if _, ok := dep.Spec.(*Network); !ok {
+		return
+	}
+	switch spec := r.Spec.(type) {
+	case *dhcp.Reservation:
+		if spec.Network == dep.Address {
+			c.Action = apply.Replace
+			c.Attrs = append([]apply.AttrChange{{Name: string(dep.Address), ForcesReplace: true, Note: "holds it, and is replaced"}}, c.Attrs...)
+		}
+	case *Domain:
+		st, ok := c.Private.(*domainDiff)
+		if !ok || !st.running {
+			return // a domain that is off joins the new network when it starts
+		}
+		for _, n := range spec.NICs {
+			if n.Network == dep.Address && !slices.Contains(st.replug, string(n.MAC)) {
+				st.replug = append(st.replug, string(n.MAC))
+				c.Attrs = append(c.Attrs, apply.AttrChange{Name: "nics", Old: string(n.MAC), New: string(n.MAC),
+					Note: "unplugged and plugged again, live: " + string(dep.Address) + " is replaced"})
+				if c.Action == apply.NoOp {
+					c.Action = apply.Update
+				}
+			}
+		}
+	}
 }
 
 // checkDomainOwner refuses a domain that studiorun did not create for r:
@@ -302,7 +344,73 @@ func (d *Driver) applyDomain(ctx context.Context, l *golibvirt.Libvirt, r *runti
 	if err := d.updateDomain(ctx, l, r, spec, v, ops, rep); err != nil {
 		return entry(r, uuidString(v.dom.UUID)), err
 	}
+	if st, ok := c.Private.(*domainDiff); ok && v.running {
+		for _, mac := range st.replug {
+			if err := d.replugNIC(ctx, l, r, spec, v.dom, mac, rep); err != nil {
+				return entry(r, uuidString(v.dom.UUID)), err
+			}
+		}
+	}
 	return entry(r, uuidString(v.dom.UUID)), nil
+}
+
+// replugTimeout bounds the wait for a guest to release a NIC that is
+// unplugged (ACPI hotplug: the guest's kernel acknowledges it).
+const replugTimeout = time.Minute
+
+// replugNIC unplugs a running domain's NIC and plugs it in again, live,
+// so that it joins its network made again (libvirt leaves it off the new
+// bridge). The persistent definition is unchanged.
+func (d *Driver) replugNIC(ctx context.Context, l *golibvirt.Libvirt, r *runtime.Resource, spec *Domain, dom golibvirt.Domain, mac string, rep apply.Reporter) error {
+	i := slices.IndexFunc(spec.NICs, func(n DomainNIC) bool { return string(n.MAC) == mac })
+	if i < 0 {
+		return nil
+	}
+	n := nicXML(spec.NICs[i])
+	doc, err := n.Marshal()
+	if err != nil {
+		return fmt.Errorf("%s: NIC %s: %w", r.Address, mac, err)
+	}
+	live := uint32(golibvirt.DomainAffectLive)
+	rep.Notef(r.Address, "unplugging NIC %s, to plug it into the new network", mac)
+	if err := l.DomainDetachDeviceFlags(dom, doc, live); err != nil {
+		if isNoSupport(err) {
+			rep.Notef(r.Address, "%s cannot hot-plug devices: NIC %s joins the new network when the domain starts again", d.uri, mac)
+			return nil
+		}
+		return fmt.Errorf("unplug NIC %s of domain %s at %s: %w", mac, r.Name, d.uri, err)
+	}
+	start := time.Now()
+	for liveHasNIC(l, dom, mac) {
+		if time.Since(start) > replugTimeout {
+			return fmt.Errorf("domain %s at %s: the guest did not release NIC %s within %s (does its kernel take ACPI hotplug?): shut the domain down and start it", r.Name, d.uri, mac, replugTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := l.DomainAttachDeviceFlags(dom, doc, live); err != nil {
+		return fmt.Errorf("plug NIC %s into domain %s at %s: %w", mac, r.Name, d.uri, err)
+	}
+	rep.Notef(r.Address, "NIC %s plugged in again (%s)", mac, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// liveHasNIC reports whether a running domain still has a NIC with mac.
+func liveHasNIC(l *golibvirt.Libvirt, dom golibvirt.Domain, mac string) bool {
+	doc, err := l.DomainGetXMLDesc(dom, 0)
+	if err != nil {
+		return false
+	}
+	var x libvirtxml.Domain
+	if x.Unmarshal(doc) != nil || x.Devices == nil {
+		return false
+	}
+	return slices.ContainsFunc(x.Devices.Interfaces, func(i libvirtxml.DomainInterface) bool {
+		return i.MAC != nil && strings.EqualFold(i.MAC.Address, mac)
+	})
 }
 
 // updateDomain makes the in-place changes: live and persistent where

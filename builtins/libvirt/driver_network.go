@@ -2,9 +2,7 @@ package libvirt
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -168,10 +166,6 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 		forces("bridge", bridge, spec.Bridge)
 	}
 	if c.Action == apply.Replace {
-		if attached := activeDomainsOn(l, r.Name); len(attached) > 0 {
-			c.Attrs = append(c.Attrs, apply.AttrChange{Name: "running domains", Note: fmt.Sprintf(
-				"%s lose their link: libvirt does not attach running guests to a network made again; shut them down and start them after the up", strings.Join(attached, ", "))})
-		}
 		return c, nil
 	}
 	st := networkState{exists: true, oldRange: oldRange, newRange: newRange}
@@ -207,34 +201,6 @@ func rangeString(r *libvirtxml.NetworkDHCPRange) string {
 		return ""
 	}
 	return r.Start + "-" + r.End
-}
-
-// activeDomainsOn returns the running domains with an interface on
-// network name, sorted.
-func activeDomainsOn(l *golibvirt.Libvirt, name string) []string {
-	doms, _, err := l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive)
-	if err != nil {
-		return nil
-	}
-	var on []string
-	for _, dom := range doms {
-		doc, err := l.DomainGetXMLDesc(dom, 0)
-		if err != nil {
-			continue
-		}
-		var x libvirtxml.Domain
-		if x.Unmarshal(doc) != nil || x.Devices == nil {
-			continue
-		}
-		for _, iface := range x.Devices.Interfaces {
-			if iface.Source != nil && iface.Source.Network != nil && iface.Source.Network.Network == name {
-				on = append(on, dom.Name)
-				break
-			}
-		}
-	}
-	sort.Strings(on)
-	return on
 }
 
 // applyNetwork creates, updates or replaces a network.

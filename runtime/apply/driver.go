@@ -132,6 +132,16 @@ type Container interface {
 	ContainerOf(e *Entry) (runtime.Address, bool)
 }
 
+// DependencyReplacer is implemented by drivers whose objects must change
+// when an object they depend on is replaced: a DHCP reservation held by a
+// network is made again in the new one, a running domain's NIC on it is
+// plugged in again.
+type DependencyReplacer interface {
+	// DependencyReplaced adjusts c, the change planned for r (no change or
+	// an update), for dep, which r depends on and which this run replaces.
+	DependencyReplaced(r *runtime.Resource, c *Change, dep *runtime.Resource)
+}
+
 // ErrUnchanged is what Apply returns when, making the change, it found
 // nothing to do after all (an earlier change on the host made it so, or a
 // handler that nothing notified in this run): the engine reports the

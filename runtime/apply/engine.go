@@ -160,7 +160,7 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 		sort.Strings(errs)
 		return nil, fmt.Errorf("cannot plan %d resource(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
 	}
-	replaceWithContainers(items)
+	propagateReplaces(items)
 	declared := map[runtime.Address]bool{}
 	for _, r := range p.Resources {
 		declared[r.Address] = true
@@ -178,23 +178,23 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 	return &Changes{items: append(deletions, items...)}, nil
 }
 
-// replaceWithContainers replaces the objects that a replaced container
-// holds (Container): deleting the container takes them along, so they are
-// made again in the new one.
-func replaceWithContainers(items []*item) {
+// propagateReplaces tells the drivers of the objects that depend on a
+// replaced one (DependencyReplacer), so that they plan what the replace
+// means for them.
+func propagateReplaces(items []*item) {
 	byAddr := map[runtime.Address]*item{}
 	for _, it := range items {
 		byAddr[it.address()] = it
 	}
 	for _, it := range items {
-		ct, ok := it.driver.(Container)
-		if !ok || it.entry == nil || (it.change.Action != NoOp && it.change.Action != Update) {
+		dr, ok := it.driver.(DependencyReplacer)
+		if !ok || it.failed != nil || (it.change.Action != NoOp && it.change.Action != Update) {
 			continue
 		}
-		addr, ok := ct.ContainerOf(it.entry)
-		if c := byAddr[addr]; ok && c != nil && c.change.Action == Replace {
-			it.change.Action = Replace
-			it.change.Attrs = append([]AttrChange{{Name: string(addr), ForcesReplace: true, Note: "holds it, and is replaced"}}, it.change.Attrs...)
+		for _, dep := range it.res.DependsOn {
+			if d := byAddr[dep]; d != nil && d.change.Action == Replace {
+				dr.DependencyReplaced(it.res, it.change, d.res)
+			}
 		}
 	}
 }

@@ -169,6 +169,15 @@ func (d *injectDriver) Delete(_ context.Context, e *Entry, _ Reporter) error {
 	return nil
 }
 
+// DependencyReplaced implements DependencyReplacer: an "in-*" thing is
+// made again in its replaced container.
+func (d *injectDriver) DependencyReplaced(r *runtime.Resource, c *Change, dep *runtime.Resource) {
+	if strings.HasPrefix(r.Name, "in-") && len(r.DependsOn) > 0 && r.DependsOn[0] == dep.Address {
+		c.Action = Replace
+		c.Attrs = append([]AttrChange{{Name: string(dep.Address), ForcesReplace: true, Note: "holds it, and is replaced"}}, c.Attrs...)
+	}
+}
+
 // ContainerOf implements Container for the "in-*" things.
 func (d *injectDriver) ContainerOf(e *Entry) (runtime.Address, bool) {
 	if !strings.HasPrefix(e.Name, "in-") || len(e.DependsOn) == 0 {
