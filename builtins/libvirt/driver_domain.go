@@ -381,9 +381,23 @@ func (d *Driver) replugNIC(ctx context.Context, l *golibvirt.Libvirt, r *runtime
 		return fmt.Errorf("unplug NIC %s of domain %s at %s: %w", mac, r.Name, d.uri, err)
 	}
 	start := time.Now()
+	if err := waitNICGone(ctx, l, dom, mac); err != nil {
+		return fmt.Errorf("domain %s at %s: %w", r.Name, d.uri, err)
+	}
+	if err := l.DomainAttachDeviceFlags(dom, doc, live); err != nil {
+		return fmt.Errorf("plug NIC %s into domain %s at %s: %w", mac, r.Name, d.uri, err)
+	}
+	rep.Notef(r.Address, "NIC %s plugged in again (%s)", mac, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// waitNICGone waits until the guest has released the NIC with mac that
+// was detached from it, up to replugTimeout.
+func waitNICGone(ctx context.Context, l *golibvirt.Libvirt, dom golibvirt.Domain, mac string) error {
+	start := time.Now()
 	for liveHasNIC(l, dom, mac) {
 		if time.Since(start) > replugTimeout {
-			return fmt.Errorf("domain %s at %s: the guest did not release NIC %s within %s (does its kernel take ACPI hotplug?): shut the domain down and start it", r.Name, d.uri, mac, replugTimeout)
+			return fmt.Errorf("the guest did not release NIC %s within %s (does its kernel take ACPI hotplug?): shut the domain down and start it", mac, replugTimeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -391,10 +405,6 @@ func (d *Driver) replugNIC(ctx context.Context, l *golibvirt.Libvirt, r *runtime
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	if err := l.DomainAttachDeviceFlags(dom, doc, live); err != nil {
-		return fmt.Errorf("plug NIC %s into domain %s at %s: %w", mac, r.Name, d.uri, err)
-	}
-	rep.Notef(r.Address, "NIC %s plugged in again (%s)", mac, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -501,11 +511,15 @@ func (d *Driver) updateDomain(ctx context.Context, l *golibvirt.Libvirt, r *runt
 			return fail("attach disk "+dev.path+" to", err)
 		}
 	}
+	detachedLive := map[string]bool{} // MACs whose live NIC the guest is releasing
 	for _, n := range ops.detachNICs {
 		n.Alias, n.Address, n.Target = nil, nil, nil
 		doc, err := n.Marshal()
 		if err == nil {
 			err = l.DomainDetachDeviceFlags(dom, doc, live|cfg)
+			if err == nil && live != 0 && n.MAC != nil {
+				detachedLive[strings.ToLower(n.MAC.Address)] = true
+			}
 		}
 		if isNoSupport(err) {
 			err = d.editDefinition(l, dom, r.Address, rep, func(x *libvirtxml.Domain) {
@@ -519,6 +533,13 @@ func (d *Driver) updateDomain(ctx context.Context, l *golibvirt.Libvirt, r *runt
 		}
 	}
 	for _, n := range ops.attachNICs {
+		// A NIC changed in place is detached and attached again with its
+		// MAC: the guest releases it first (ACPI hotplug takes a moment).
+		if n.MAC != nil && detachedLive[strings.ToLower(n.MAC.Address)] {
+			if err := waitNICGone(ctx, l, dom, n.MAC.Address); err != nil {
+				return fmt.Errorf("domain %s at %s: %w", name, d.uri, err)
+			}
+		}
 		doc, err := n.Marshal()
 		if err == nil {
 			err = l.DomainAttachDeviceFlags(dom, doc, live|cfg)
