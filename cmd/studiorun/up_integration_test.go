@@ -93,11 +93,13 @@ func TestStudioUpPlanDownOnTestDriver(t *testing.T) {
 	}
 }
 
-// networkTest runs studiorun on testdata/apply/network_replace.star (a
+// changeNetwork runs studiorun on testdata/apply/network_replace.star (a
 // network, two reservations and a running domain on it) on
-// test:///default, in a project of its own, and returns the runner and a
-// reader of the network's definition.
-func networkTest(t *testing.T) (run func(args ...string) (int, string), netXML func() string) {
+// test:///default, in a project of its own: up, then up with the var
+// assignment change, whose output must say each of want, then a plan with
+// it that must find nothing to change. It returns the network's
+// definition after that.
+func changeNetwork(t *testing.T, change string, want ...string) string {
 	t.Helper()
 	requireLibvirtd(t)
 	holdTestDriver(t)
@@ -107,7 +109,7 @@ func networkTest(t *testing.T) (run func(args ...string) (int, string), netXML f
 		t.Fatalf("test:///default already has network %s (another run of this test holds the driver?)", netName)
 	}
 	dir := tempProject(t, "network_replace.star")
-	run = func(args ...string) (int, string) {
+	run := func(args ...string) (int, string) {
 		code, out, errOut := studiorun(t, dir, append(append([]string{"network_replace.star"}, args...), "--libvirt-uri", "test:///default")...)
 		return code, out + errOut
 	}
@@ -115,18 +117,27 @@ func networkTest(t *testing.T) (run func(args ...string) (int, string), netXML f
 	if code, out := run("up", "--yes"); code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, out)
 	}
-	netXML = func() string {
-		net, err := l.NetworkLookupByName(netName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := l.NetworkGetXMLDesc(net, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return doc
+	code, out := run("up", "--yes", "--var", change)
+	if code != 0 {
+		t.Fatalf("up --var %s: exit %d\n%s", change, code, out)
 	}
-	return run, netXML
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("up --var %s does not say %q:\n%s", change, w, out)
+		}
+	}
+	if code, out := run("plan", "--detailed-exitcode", "--var", change); code != 0 {
+		t.Errorf("plan after up --var %s: exit %d, want 0 (no changes)\n%s", change, code, out)
+	}
+	net, err := l.NetworkLookupByName(netName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := l.NetworkGetXMLDesc(net, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
 }
 
 // TestReplacedNetworkTakesItsReservationsAlong changes what forces a
@@ -136,27 +147,14 @@ func networkTest(t *testing.T) (run func(args ...string) (int, string), netXML f
 // running domain on it has its NIC plugged in again (which the test
 // driver cannot do: it says so).
 func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
-	run, netXML := networkTest(t)
-	code, out := run("up", "--yes", "--var", "dns_domain=two.test")
-	if code != 0 {
-		t.Fatalf("up with a new DNS domain: exit %d\n%s", code, out)
-	}
-	for _, want := range []string{
+	doc := changeNetwork(t, "dns_domain=two.test",
 		"-/+ libvirt.network.studiorun-replace-net",
 		"~ libvirt.domain.studiorun-replace-dom\n      ~ nics: 02:00:00:c0:00:01 -> 02:00:00:c0:00:01  # unplugged and plugged again, live: libvirt.network.studiorun-replace-net is replaced",
 		"NIC 02:00:00:c0:00:01 joins the new network when the domain starts again", // the test driver cannot hot-plug
 		"-/+ dhcp.reservation.studiorun-replace-h1\n      ~ libvirt.network.studiorun-replace-net  # forces replacement  # holds it, and is replaced",
 		"dhcp.reservation.studiorun-replace-h2: gone with libvirt.network.studiorun-replace-net",
 		"Apply complete: 1 updated, 3 replaced.",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("up with a new DNS domain does not say %q:\n%s", want, out)
-		}
-	}
-	if code, out := run("plan", "--detailed-exitcode", "--var", "dns_domain=two.test"); code != 0 {
-		t.Errorf("plan after the replace: exit %d, want 0 (no changes)\n%s", code, out)
-	}
-	doc := netXML()
+	)
 	for _, h := range []string{"studiorun-replace-h1", "studiorun-replace-h2", "two.test"} {
 		if !strings.Contains(doc, h) {
 			t.Errorf("the new network's definition lacks %s:\n%s", h, doc)
@@ -168,23 +166,10 @@ func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
 // place (NetworkUpdate, live), not a replace, so its reservations and its
 // guests' links stay.
 func TestDHCPRangeChangesInPlace(t *testing.T) {
-	run, netXML := networkTest(t)
-	code, out := run("up", "--yes", "--var", "range_end=8")
-	if code != 0 {
-		t.Fatalf("up with a new DHCP range: exit %d\n%s", code, out)
-	}
-	for _, want := range []string{
+	doc := changeNetwork(t, "range_end=8",
 		"~ libvirt.network.studiorun-replace-net\n      ~ dhcp_range: 10.251.44.2-10.251.44.9 -> 10.251.44.2-10.251.44.8  # applied live",
 		"Apply complete: 1 updated.",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("up with a new DHCP range does not say %q:\n%s", want, out)
-		}
-	}
-	if code, out := run("plan", "--detailed-exitcode", "--var", "range_end=8"); code != 0 {
-		t.Errorf("plan after the change: exit %d, want 0 (no changes)\n%s", code, out)
-	}
-	doc := netXML()
+	)
 	for _, want := range []string{"end='10.251.44.8'", "studiorun-replace-h1", "studiorun-replace-h2"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("the network's definition lacks %s:\n%s", want, doc)
