@@ -2,7 +2,9 @@ package libvirt
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -94,10 +96,19 @@ func readNetwork(l *golibvirt.Libvirt, name string) (golibvirt.Network, *libvirt
 // networkState is what Diff read of a network, for Apply.
 type networkState struct {
 	exists, active bool
-	// oldRange is the DHCP range to replace, live, when the declared one
-	// differs (nil: the network has none).
-	oldRange, newRange *libvirtxml.NetworkDHCPRange
-	rangeChanged       bool
+	// ranges are the network's DHCP ranges and want the declared one (nil:
+	// none); Apply changes them live when they differ.
+	ranges []libvirtxml.NetworkDHCPRange
+	want   *libvirtxml.NetworkDHCPRange
+}
+
+// rangesMatch reports whether a network's DHCP ranges are just the
+// declared one.
+func (st networkState) rangesMatch() bool {
+	if st.want == nil {
+		return len(st.ranges) == 0
+	}
+	return len(st.ranges) == 1 && st.ranges[0] == *st.want
 }
 
 // diffNetwork compares a network with its declaration.
@@ -134,7 +145,7 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 	}
 	forces("mode", mode, spec.Mode)
 	var subnet, gateway string
-	var oldRange *libvirtxml.NetworkDHCPRange
+	var ranges []libvirtxml.NetworkDHCPRange
 	for _, ip := range x.IPs {
 		if ip.Family != "" && ip.Family != "ipv4" {
 			continue
@@ -142,16 +153,18 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 		if p, err := prefixOf(ip.Address, ip.Netmask, ip.Prefix); err == nil {
 			subnet, gateway = p.Masked().String(), ip.Address
 		}
-		if ip.DHCP != nil && len(ip.DHCP.Ranges) > 0 {
-			oldRange = &libvirtxml.NetworkDHCPRange{Start: ip.DHCP.Ranges[0].Start, End: ip.DHCP.Ranges[0].End}
+		if ip.DHCP != nil {
+			for _, r := range ip.DHCP.Ranges {
+				ranges = append(ranges, libvirtxml.NetworkDHCPRange{Start: r.Start, End: r.End})
+			}
 		}
 		break
 	}
 	forces("subnet", subnet, spec.Subnet.String())
 	forces("gateway", gateway, spec.Gateway.String())
-	var newRange *libvirtxml.NetworkDHCPRange
+	var want *libvirtxml.NetworkDHCPRange
 	if spec.DHCPRange != nil {
-		newRange = &libvirtxml.NetworkDHCPRange{Start: spec.DHCPRange.Start.String(), End: spec.DHCPRange.End.String()}
+		want = &libvirtxml.NetworkDHCPRange{Start: spec.DHCPRange.Start.String(), End: spec.DHCPRange.End.String()}
 	}
 	domainName := ""
 	if x.Domain != nil {
@@ -168,11 +181,14 @@ func (d *Driver) diffNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *Ne
 	if c.Action == apply.Replace {
 		return c, nil
 	}
-	st := networkState{exists: true, oldRange: oldRange, newRange: newRange}
-	if old, want := rangeString(oldRange), rangeString(newRange); old != want {
+	st := networkState{exists: true, ranges: ranges, want: want}
+	if !st.rangesMatch() {
+		var have []string
+		for i := range ranges {
+			have = append(have, rangeString(&ranges[i]))
+		}
 		c.Action = apply.Update
-		c.Attrs = append(c.Attrs, apply.AttrChange{Name: "dhcp_range", Old: old, New: want, Note: "applied live"})
-		st.rangeChanged = true
+		c.Attrs = append(c.Attrs, apply.AttrChange{Name: "dhcp_range", Old: strings.Join(have, ", "), New: rangeString(want), Note: "applied live"})
 	}
 	autostart, err := l.NetworkGetAutostart(net)
 	if err != nil {
@@ -233,29 +249,33 @@ func (d *Driver) applyNetwork(l *golibvirt.Libvirt, r *runtime.Resource, spec *N
 	if err := l.NetworkSetAutostart(net, boolInt(spec.Autostart)); err != nil {
 		return nil, fmt.Errorf("set autostart of network %s at %s: %w", r.Name, d.uri, err)
 	}
-	if st, ok := c.Private.(networkState); ok && st.rangeChanged && x != nil {
-		if err := d.changeRange(l, net, st.oldRange, st.newRange); err != nil {
+	if st, ok := c.Private.(networkState); ok && !st.rangesMatch() && x != nil {
+		if err := d.changeRanges(l, net, st.ranges, st.want); err != nil {
 			return nil, fmt.Errorf("%s: %w", r.Address, err)
 		}
 	}
 	return entry(r, uuidString(net.UUID)), nil
 }
 
-// changeRange replaces a network's DHCP range, live and in its
-// definition, without restarting it (its guests keep their link): the new
-// range is added, then the old one removed.
-func (d *Driver) changeRange(l *golibvirt.Libvirt, net golibvirt.Network, old, new *libvirtxml.NetworkDHCPRange) error {
+// changeRanges makes a network's DHCP ranges the declared one, live and
+// in its definition, without restarting it (its guests keep their link):
+// the declared range is added unless it is there (a run stopped halfway),
+// then the others are removed.
+func (d *Driver) changeRanges(l *golibvirt.Libvirt, net golibvirt.Network, ranges []libvirtxml.NetworkDHCPRange, want *libvirtxml.NetworkDHCPRange) error {
 	mu := d.netLock(net.Name)
 	mu.Lock()
 	defer mu.Unlock()
-	if new != nil {
-		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionIPDhcpRange, new); err != nil {
-			return fmt.Errorf("add DHCP range %s to network %s at %s: %w", rangeString(new), net.Name, d.uri, err)
+	if want != nil && !slices.Contains(ranges, *want) {
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionIPDhcpRange, want); err != nil {
+			return fmt.Errorf("add DHCP range %s to network %s at %s: %w", rangeString(want), net.Name, d.uri, err)
 		}
 	}
-	if old != nil {
-		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionIPDhcpRange, old); err != nil {
-			return fmt.Errorf("remove DHCP range %s from network %s at %s: %w", rangeString(old), net.Name, d.uri, err)
+	for i := range ranges {
+		if want != nil && ranges[i] == *want {
+			continue
+		}
+		if err := d.networkUpdate(l, net, golibvirt.NetworkUpdateCommandDelete, golibvirt.NetworkSectionIPDhcpRange, &ranges[i]); err != nil {
+			return fmt.Errorf("remove DHCP range %s from network %s at %s: %w", rangeString(&ranges[i]), net.Name, d.uri, err)
 		}
 	}
 	return nil

@@ -93,31 +93,46 @@ func TestStudioUpPlanDownOnTestDriver(t *testing.T) {
 	}
 }
 
-// changeNetwork runs studiorun on testdata/apply/network_replace.star (a
+// networkCase runs studiorun on testdata/apply/network_replace.star (a
 // network, two reservations and a running domain on it) on
-// test:///default, in a project of its own: up, then up with the var
-// assignment change, whose output must say each of want, then a plan with
-// it that must find nothing to change. It returns the network's
-// definition after that.
-func changeNetwork(t *testing.T, change string, want ...string) string {
+// test:///default, in a project of its own.
+type networkCase struct {
+	t   *testing.T
+	l   *golibvirt.Libvirt
+	dir string
+}
+
+const networkCaseNet = "studiorun-replace-net"
+
+// newNetworkCase sets the project up and runs a first up.
+func newNetworkCase(t *testing.T) *networkCase {
 	t.Helper()
 	requireLibvirtd(t)
 	holdTestDriver(t)
-	l := dialLibvirt(t, "test:///default")
-	const netName = "studiorun-replace-net"
-	if networkExists(l, netName) {
-		t.Fatalf("test:///default already has network %s (another run of this test holds the driver?)", netName)
+	nc := &networkCase{t: t, l: dialLibvirt(t, "test:///default")}
+	if networkExists(nc.l, networkCaseNet) {
+		t.Fatalf("test:///default already has network %s (another run of this test holds the driver?)", networkCaseNet)
 	}
-	dir := tempProject(t, "network_replace.star")
-	run := func(args ...string) (int, string) {
-		code, out, errOut := studiorun(t, dir, append(append([]string{"network_replace.star"}, args...), "--libvirt-uri", "test:///default")...)
-		return code, out + errOut
-	}
-	t.Cleanup(func() { run("down", "--yes") })
-	if code, out := run("up", "--yes"); code != 0 {
+	nc.dir = tempProject(t, "network_replace.star")
+	t.Cleanup(func() { nc.run("down", "--yes") })
+	if code, out := nc.run("up", "--yes"); code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, out)
 	}
-	code, out := run("up", "--yes", "--var", change)
+	return nc
+}
+
+func (nc *networkCase) run(args ...string) (int, string) {
+	code, out, errOut := studiorun(nc.t, nc.dir, append(append([]string{"network_replace.star"}, args...), "--libvirt-uri", "test:///default")...)
+	return code, out + errOut
+}
+
+// change runs up with the var assignment change, whose output must say
+// each of want, then a plan with it that must find nothing to change, and
+// returns the network's definition after that.
+func (nc *networkCase) change(change string, want ...string) string {
+	t := nc.t
+	t.Helper()
+	code, out := nc.run("up", "--yes", "--var", change)
 	if code != 0 {
 		t.Fatalf("up --var %s: exit %d\n%s", change, code, out)
 	}
@@ -126,14 +141,14 @@ func changeNetwork(t *testing.T, change string, want ...string) string {
 			t.Errorf("up --var %s does not say %q:\n%s", change, w, out)
 		}
 	}
-	if code, out := run("plan", "--detailed-exitcode", "--var", change); code != 0 {
+	if code, out := nc.run("plan", "--detailed-exitcode", "--var", change); code != 0 {
 		t.Errorf("plan after up --var %s: exit %d, want 0 (no changes)\n%s", change, code, out)
 	}
-	net, err := l.NetworkLookupByName(netName)
+	net, err := nc.l.NetworkLookupByName(networkCaseNet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := l.NetworkGetXMLDesc(net, 0)
+	doc, err := nc.l.NetworkGetXMLDesc(net, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +162,7 @@ func changeNetwork(t *testing.T, change string, want ...string) string {
 // running domain on it has its NIC plugged in again (which the test
 // driver cannot do: it says so).
 func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
-	doc := changeNetwork(t, "dns_domain=two.test",
+	doc := newNetworkCase(t).change("dns_domain=two.test",
 		"-/+ libvirt.network.studiorun-replace-net",
 		"~ libvirt.domain.studiorun-replace-dom\n      ~ nics: 02:00:00:c0:00:01 -> 02:00:00:c0:00:01  # unplugged and plugged again, live: libvirt.network.studiorun-replace-net is replaced",
 		"NIC 02:00:00:c0:00:01 joins the new network when the domain starts again", // the test driver cannot hot-plug
@@ -166,7 +181,8 @@ func TestReplacedNetworkTakesItsReservationsAlong(t *testing.T) {
 // place (NetworkUpdate, live), not a replace, so its reservations and its
 // guests' links stay.
 func TestDHCPRangeChangesInPlace(t *testing.T) {
-	doc := changeNetwork(t, "range_end=8",
+	nc := newNetworkCase(t)
+	doc := nc.change("range_end=8",
 		"~ libvirt.network.studiorun-replace-net\n      ~ dhcp_range: 10.251.44.2-10.251.44.9 -> 10.251.44.2-10.251.44.8  # applied live",
 		"Apply complete: 1 updated.",
 	)
@@ -177,5 +193,20 @@ func TestDHCPRangeChangesInPlace(t *testing.T) {
 	}
 	if strings.Contains(doc, "end='10.251.44.9'") {
 		t.Errorf("the network still has the old range:\n%s", doc)
+	}
+
+	// A run stopped between adding the new range and removing the old one
+	// leaves both: the next up removes the old one.
+	net, err := nc.l.NetworkLookupByName(networkCaseNet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.l.NetworkUpdateCompat(net, golibvirt.NetworkUpdateCommandAddLast, golibvirt.NetworkSectionIPDhcpRange, -1,
+		"<range start='10.251.44.2' end='10.251.44.9'/>", golibvirt.NetworkUpdateAffectConfig|golibvirt.NetworkUpdateAffectLive); err != nil {
+		t.Fatal(err)
+	}
+	doc = nc.change("range_end=8", "~ dhcp_range: 10.251.44.2-10.251.44.8, 10.251.44.2-10.251.44.9 -> 10.251.44.2-10.251.44.8")
+	if strings.Contains(doc, "end='10.251.44.9'") {
+		t.Errorf("the network still has the old range after the second up:\n%s", doc)
 	}
 }
