@@ -346,6 +346,9 @@ func (d *Driver) applyDomain(ctx context.Context, l *golibvirt.Libvirt, r *runti
 	}
 	if st, ok := c.Private.(*domainDiff); ok && v.running {
 		for _, mac := range st.replug {
+			if slices.ContainsFunc(ops.attachNICs, func(n libvirtxml.DomainInterface) bool { return n.MAC != nil && strings.EqualFold(n.MAC.Address, mac) }) {
+				continue // attached again just now, changed
+			}
 			if err := d.replugNIC(ctx, l, r, spec, v.dom, mac, rep); err != nil {
 				return entry(r, uuidString(v.dom.UUID)), err
 			}
