@@ -310,10 +310,10 @@ func (k killRun) String() string {
 	return fmt.Sprintf("killed; state: %d entries, %d incomplete", k.entries, k.incomplete)
 }
 
-// upKilled starts up and sends it SIGKILL after delay.
-func (c binCLI) upKilled(delay time.Duration, args ...string) killRun {
+// killed starts verb (up or down) and sends it SIGKILL after delay.
+func (c binCLI) killed(delay time.Duration, verb string, args ...string) killRun {
 	c.tb.Helper()
-	cmd := c.command(append([]string{"up", "--yes", "--libvirt-uri", "test:///default"}, args...)...)
+	cmd := c.command(append([]string{verb, "--yes", "--libvirt-uri", "test:///default"}, args...)...)
 	if err := cmd.Start(); err != nil {
 		c.tb.Fatal(err)
 	}
@@ -389,7 +389,9 @@ func checkConverged(t *testing.T, c binCLI, l *golibvirt.Libvirt, n int, what st
 // domains and DHCP/DNS host entries and nothing else named
 // studiorun-kill-*, and a state that records exactly the declared
 // addresses, none incomplete. Some iterations shrink the fleet from 6 to
-// 3 hosts, so killed deletions converge too. down leaves nothing.
+// 3 hosts, so killed deletions converge too; others kill `down` of the 6
+// hosts (the network goes with its reservations) and the next `down`
+// must leave nothing, in libvirt or in the state.
 //
 // STUDIORUN_KILL_SEED=N replays a run (the seed is logged).
 func TestKillUpConverges(t *testing.T) {
@@ -427,7 +429,9 @@ func TestKillUpConverges(t *testing.T) {
 	if left := libvirtObjects(t, l, "studiorun-kill-"); len(left) > 0 {
 		t.Fatalf("down left:\n  %s", strings.Join(left, "\n  "))
 	}
-	t.Logf("uninterrupted: up of 6 hosts %v, up from 6 to 3 hosts %v", createTime, shrinkTime)
+	up(6)
+	downTime := timed(down)
+	t.Logf("uninterrupted: up of 6 hosts %v, up from 6 to 3 hosts %v, down of 6 hosts %v", createTime, shrinkTime, downTime)
 
 	t.Run("killed at 20 points", func(t *testing.T) {
 		c := c
@@ -452,10 +456,14 @@ func TestKillUpConverges(t *testing.T) {
 		var killedMidway, finishedFirst int
 		for i := 0; i < runs; i++ {
 			// Every fourth run shrinks the fleet from 6 to 3 hosts: the killed
-			// up deletes; the others create 6 hosts from nothing.
-			from, to, span := 0, 6, createTime
-			if i%4 == 3 {
+			// up deletes; every fourth, from the second on, is a killed down
+			// of 6 hosts; the others create 6 hosts from nothing.
+			verb, from, to, span := "up", 0, 6, createTime
+			switch i % 4 {
+			case 3:
 				from, to, span = 6, 3, shrinkTime
+			case 1:
+				verb, from, to, span = "down", 6, 0, downTime
 			}
 			switch {
 			case current != from && from == 0:
@@ -466,19 +474,35 @@ func TestKillUpConverges(t *testing.T) {
 			case current != from:
 				up(from)
 			}
-			// The delays cover the run's length and a fifth more, each run in
-			// its own slot of that span so that the early, middle and late
-			// points are all hit, at a random point within the slot.
-			slot := float64(span) * 1.2 / runs
-			delay := time.Duration(slot*float64(i) + slot*rng.Float64())
-			k := c.upKilled(delay, "--var=host_count="+strconv.Itoa(to))
+			// The delays cover the run's length and a fifth more, each run of
+			// a kind (create, shrink, down) in its own slot of that span so
+			// that the early, middle and late points of each are all hit, at
+			// a random point within the slot.
+			ordinal, count := i/4, runs/4 // shrink and down: every fourth run
+			if i%2 == 0 {
+				ordinal, count = i/2, runs/2 // create: every other run
+			}
+			slot := float64(span) * 1.2 / float64(count)
+			delay := time.Duration(slot*float64(ordinal) + slot*rng.Float64())
+			k := c.killed(delay, verb, "--var=host_count="+strconv.Itoa(max(to, from)))
 			if k.exited {
 				finishedFirst++
 			} else {
 				killedMidway++
 			}
-			what := fmt.Sprintf("run %d (%d -> %d hosts, kill after %v: %v)", i+1, from, to, delay.Round(time.Microsecond), k)
+			what := fmt.Sprintf("run %d (%s, %d -> %d hosts, kill after %v: %v)", i+1, verb, from, to, delay.Round(time.Microsecond), k)
 			t.Log(what)
+			if verb == "down" {
+				down()
+				if left := libvirtObjects(t, l, "studiorun-kill-"); len(left) > 0 {
+					t.Fatalf("%s: the down after it left:\n  %s", what, strings.Join(left, "\n  "))
+				}
+				if entries := readState(t, dir, c.script); len(entries) > 0 {
+					t.Fatalf("%s: the down after it left %d entries in the state: %v", what, len(entries), entries)
+				}
+				current = 0
+				continue
+			}
 			out := up(to)
 			if !checkConverged(t, c, l, to, what) {
 				t.Logf("the state after the kill: %+v", k.state)
