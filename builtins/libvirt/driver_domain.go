@@ -345,11 +345,14 @@ func (d *Driver) applyDomain(ctx context.Context, l *golibvirt.Libvirt, r *runti
 		return entry(r, uuidString(v.dom.UUID)), err
 	}
 	if st, ok := c.Private.(*domainDiff); ok && v.running {
-		for _, mac := range st.replug {
-			if slices.ContainsFunc(ops.attachNICs, func(n libvirtxml.DomainInterface) bool { return n.MAC != nil && strings.EqualFold(n.MAC.Address, mac) }) {
-				continue // attached again just now, changed
+		for _, n := range spec.NICs {
+			mac := string(n.MAC)
+			if !slices.Contains(st.replug, mac) || slices.ContainsFunc(ops.attachNICs, func(a libvirtxml.DomainInterface) bool {
+				return a.MAC != nil && strings.EqualFold(a.MAC.Address, mac)
+			}) {
+				continue // not on a replaced network, or attached again just now (changed)
 			}
-			if err := d.replugNIC(ctx, l, r, spec, v.dom, mac, rep); err != nil {
+			if err := d.replugNIC(ctx, l, r, v.dom, n, rep); err != nil {
 				return entry(r, uuidString(v.dom.UUID)), err
 			}
 		}
@@ -364,12 +367,9 @@ const replugTimeout = time.Minute
 // replugNIC unplugs a running domain's NIC and plugs it in again, live,
 // so that it joins its network made again (libvirt leaves it off the new
 // bridge). The persistent definition is unchanged.
-func (d *Driver) replugNIC(ctx context.Context, l *golibvirt.Libvirt, r *runtime.Resource, spec *Domain, dom golibvirt.Domain, mac string, rep apply.Reporter) error {
-	i := slices.IndexFunc(spec.NICs, func(n DomainNIC) bool { return string(n.MAC) == mac })
-	if i < 0 {
-		return nil
-	}
-	n := nicXML(spec.NICs[i])
+func (d *Driver) replugNIC(ctx context.Context, l *golibvirt.Libvirt, r *runtime.Resource, dom golibvirt.Domain, nic DomainNIC, rep apply.Reporter) error {
+	mac := string(nic.MAC)
+	n := nicXML(nic)
 	doc, err := n.Marshal()
 	if err != nil {
 		return fmt.Errorf("%s: NIC %s: %w", r.Address, mac, err)

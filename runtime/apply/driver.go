@@ -122,10 +122,11 @@ type Driver interface {
 
 // Container is implemented by drivers whose objects of some kinds live
 // inside another object and go with it (a DHCP reservation in its libvirt
-// network). When both are deleted in one run, the engine deletes the
-// container first and then only forgets the objects it held, instead of
-// removing each from the container first; if the container's deletion
-// fails, they stay, in the state as in the container.
+// network). When both are deleted in one run (the container also as the
+// first half of its replace), the engine deletes the container first and
+// then only forgets the objects it held, instead of removing each from the
+// container first; if the container's deletion fails, they stay, in the
+// state as in the container.
 type Container interface {
 	// ContainerOf returns the address of the object that holds e's object,
 	// or false when deleting that object does not delete e's.

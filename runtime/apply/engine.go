@@ -180,7 +180,9 @@ func (e *Engine) Plan(ctx context.Context, p *runtime.Plan) (*Changes, error) {
 
 // propagateReplaces tells the drivers of the objects that depend on a
 // replaced one (DependencyReplacer), so that they plan what the replace
-// means for them.
+// means for them. One pass suffices for chains: the plan's resources are
+// in topological order, so a dependent made a replace here is seen as one
+// by its own dependents later in the pass.
 func propagateReplaces(items []*item) {
 	byAddr := map[runtime.Address]*item{}
 	for _, it := range items {
